@@ -1,0 +1,198 @@
+//! The Go test target in `serve` mode, and its `load` and `probe` client
+//! modes run from the same binary so client and server always match.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::process::{tail, terminate};
+use crate::{Etcd, LoadReport, LoadSpec, Variant, target_binary};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running test target, stopped (SIGTERM, then SIGKILL) and reaped on drop.
+pub struct Apiserver {
+    // A Mutex because `try_wait` needs `&mut` and `is_alive` takes `&self`.
+    child: Mutex<Child>,
+    pid: u32,
+    url: String,
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+    ca_cert: PathBuf,
+    token: PathBuf,
+    stderr_log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Apiserver {
+    /// Starts variant `v` against `etcd` on a free loopback port and waits
+    /// (up to 20 s) for its `READY https://…` line.
+    pub fn start(v: Variant, etcd: &Etcd) -> Result<Apiserver> {
+        let binary = target_binary(v)?;
+        let dir =
+            tempfile::Builder::new().prefix("ktrace-apiserver-").tempdir().context("creating apiserver tempdir")?;
+        let data = dir.path().join("data");
+        let stderr_log = dir.path().join("stderr.log");
+        let mut child = Command::new(&binary)
+            .arg("serve")
+            .args(["--etcd-servers", etcd.client_url(), "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr_log).context("creating apiserver stderr log")?)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let pid = child.id();
+
+        // A thread reads stdout so the wait below can time out, and keeps
+        // draining it afterwards so the target never blocks on a full pipe.
+        let stdout = child.stdout.take().context("apiserver stdout not captured")?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("READY ") {
+                        break url.trim().to_string();
+                    }
+                }
+                Err(e) => {
+                    let why = match e {
+                        RecvTimeoutError::Timeout => format!("no READY line within {READY_TIMEOUT:?}"),
+                        RecvTimeoutError::Disconnected => "stdout closed before the READY line".to_string(),
+                    };
+                    terminate(&mut child, Duration::from_secs(2));
+                    let status = child.try_wait().ok().flatten().map(|s| s.to_string()).unwrap_or_default();
+                    bail!("{} serve ({v}): {why} {status}; stderr tail:\n{}", binary.display(), tail(&stderr_log, 20));
+                }
+            }
+        };
+
+        Ok(Apiserver {
+            child: Mutex::new(child),
+            pid,
+            url,
+            binary,
+            kubeconfig: data.join("kubeconfig"),
+            ca_cert: data.join("ca.crt"),
+            token: data.join("token"),
+            stderr_log,
+            _dir: dir,
+        })
+    }
+
+    /// Process id of the server, for attaching the tracer.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Base URL, `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Kubeconfig with the server URL, inline CA data and the bearer token.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The bearer token every request needs.
+    pub fn token(&self) -> Result<String> {
+        let token = fs::read_to_string(&self.token).with_context(|| format!("reading {}", self.token.display()))?;
+        Ok(token.trim().to_string())
+    }
+
+    /// PEM file of the CA that signed the serving certificate.
+    pub fn ca_cert(&self) -> &Path {
+        &self.ca_cert
+    }
+
+    /// The binary this server runs (and that `load`/`probe` run).
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The server's stderr so far, for diagnosing a failed test.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail(&self.stderr_log, lines)
+    }
+
+    /// Runs the binary's `load` mode against this server. Fails if any
+    /// request had an unexpected outcome (the error quotes the report and
+    /// the client's stderr).
+    pub fn load(&self, spec: &LoadSpec) -> Result<LoadReport> {
+        let namespace = if spec.namespace.is_empty() { "default" } else { spec.namespace.as_str() };
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("load").arg("--kubeconfig").arg(&self.kubeconfig).args(["--namespace", namespace]);
+        for (flag, n) in [
+            ("--creates", spec.creates),
+            ("--gets", spec.gets),
+            ("--updates", spec.updates),
+            ("--deletes", spec.deletes),
+            ("--missing-gets", spec.missing_gets),
+            ("--concurrency", spec.concurrency.max(1)),
+        ] {
+            cmd.arg(flag).arg(n.to_string());
+        }
+        let out =
+            cmd.stdin(Stdio::null()).output().with_context(|| format!("running {} load", self.binary.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("load {spec:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, stdout.trim(), stderr.trim());
+        }
+        let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).context("load printed no report")?;
+        serde_json::from_str(line).with_context(|| format!("parsing load report {line:?}"))
+    }
+
+    /// Makes one request with the binary's `probe` mode and returns the HTTP
+    /// status. `method` is e.g. "GET"; `path` may carry a query string.
+    pub fn probe(&self, method: &str, path: &str, with_token: bool) -> Result<u16> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("probe").arg("--kubeconfig").arg(&self.kubeconfig).args(["--method", method, "--path", path]);
+        if !with_token {
+            cmd.arg("--no-token");
+        }
+        let out =
+            cmd.stdin(Stdio::null()).output().with_context(|| format!("running {} probe", self.binary.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("probe {method} {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        stdout.trim().parse().with_context(|| format!("probe printed {stdout:?}, not a status code"))
+    }
+
+    /// True while the server process has not exited.
+    pub fn is_alive(&self) -> bool {
+        match self.child.lock() {
+            Ok(mut child) => matches!(child.try_wait(), Ok(None)),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Apiserver {
+    fn drop(&mut self) {
+        let child = match self.child.get_mut() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        terminate(child, Duration::from_secs(5));
+    }
+}
