@@ -1,0 +1,466 @@
+//! The target binary as a file. It is mapped once, its ELF headers are
+//! checked and the Go tables located at open; listing functions merges
+//! `.symtab` and `.gopclntab` on demand. Addresses map to file offsets
+//! through the `PT_LOAD` segments, which survive every kind of stripping,
+//! so section headers are optional throughout.
+//!
+//! Reads the file only; the mapping is private and read-only.
+
+use std::{
+    fs::File,
+    ops::{Deref, Range},
+    path::{Path, PathBuf},
+};
+
+use memmap2::Mmap;
+use object::{
+    Endianness, FileKind, elf,
+    read::elf::{FileHeader, ProgramHeader, SectionHeader},
+};
+
+use super::{
+    Function, ResolveError, Source,
+    buildinfo::{self, GoBuildInfo},
+    pclntab::{self, PclnVersion, Pclntab},
+    symtab::{self, Symtab},
+};
+
+/// An opened target binary.
+pub struct Binary {
+    path: PathBuf,
+    data: Bytes,
+    segments: Vec<Segment>,
+    sections: Vec<Section>,
+    /// File range from the `.gopclntab` header to the end of its section (or
+    /// of its segment, when it was found by scanning).
+    pclntab: Option<Range<usize>>,
+    build_info: Option<GoBuildInfo>,
+    build_id: Option<String>,
+}
+
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Box<[u8]>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(b) => b,
+        }
+    }
+}
+
+/// A `PT_LOAD` segment.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    vaddr: u64,
+    offset: u64,
+    filesz: u64,
+    flags: u32,
+}
+
+impl Segment {
+    /// File range of `len` bytes at `vaddr`, if they all lie in this
+    /// segment's file image (not its zero-filled tail).
+    fn file_range(&self, vaddr: u64, len: u64) -> Option<Range<usize>> {
+        let rel = vaddr.checked_sub(self.vaddr)?;
+        if rel.checked_add(len)? > self.filesz {
+            return None;
+        }
+        let start = usize::try_from(self.offset.checked_add(rel)?).ok()?;
+        Some(start..start.checked_add(usize::try_from(len).ok()?)?)
+    }
+
+    fn file_span(&self) -> Option<Range<usize>> {
+        self.file_range(self.vaddr, self.filesz)
+    }
+
+    fn executable(&self) -> bool {
+        self.flags & elf::PF_X != 0
+    }
+
+    fn writable(&self) -> bool {
+        self.flags & elf::PF_W != 0
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Section {
+    name: String,
+    addr: u64,
+    /// `None` for `SHT_NOBITS`.
+    file: Option<Range<usize>>,
+}
+
+/// Which CPUs ktrace can plan probes for. The register and RET facts live in
+/// `plan`; adding arm64 means accepting `EM_AARCH64` here and teaching
+/// `plan` its prologue.
+fn check_machine(machine: u16) -> Result<(), String> {
+    match machine {
+        elf::EM_X86_64 => Ok(()),
+        elf::EM_AARCH64 => Err("aarch64".into()),
+        elf::EM_386 => Err("i386".into()),
+        other => Err(format!("ELF machine {other}")),
+    }
+}
+
+impl Binary {
+    /// Maps and checks the file at `path`.
+    pub fn open(path: &Path) -> Result<Binary, ResolveError> {
+        let io = |source| ResolveError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io)?;
+        if file.metadata().map_err(io)?.len() == 0 {
+            return Err(ResolveError::NotElf { path: path.to_path_buf(), reason: "empty file".into() });
+        }
+        // SAFETY: the map is read-only and private. Another process could
+        // still truncate or rewrite the file under us; the kernel refuses
+        // writes to a running executable (ETXTBSY), which is the target
+        // ktrace cares about, and every read below is bounds-checked
+        // against the length taken at map time.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Self::build(path.to_path_buf(), Bytes::Mapped(map))
+    }
+
+    /// Checks an in-memory copy of a binary; `path` is only used in errors.
+    /// This is the entry point for fuzzing.
+    pub fn from_bytes(path: impl Into<PathBuf>, data: impl Into<Box<[u8]>>) -> Result<Binary, ResolveError> {
+        Self::build(path.into(), Bytes::Owned(data.into()))
+    }
+
+    fn build(path: PathBuf, data: Bytes) -> Result<Binary, ResolveError> {
+        let not_elf = |reason: String| ResolveError::NotElf { path: path.clone(), reason };
+        let (segments, sections, build_id) = parse_headers(&data).map_err(|e| match e {
+            HeaderError::NotElf(reason) => not_elf(reason),
+            HeaderError::Arch(arch) => ResolveError::UnsupportedArch { path: path.clone(), arch },
+        })?;
+        for (i, s) in segments.iter().enumerate() {
+            if s.filesz > 0 && s.file_span().is_none_or(|r| r.end > data.len()) {
+                return Err(not_elf(format!("truncated: PT_LOAD segment {i} extends past the end of the file")));
+            }
+        }
+        let mut binary = Binary { path, data, segments, sections, pclntab: None, build_info: None, build_id };
+        binary.pclntab = binary.locate_pclntab()?;
+        binary.build_info = binary.locate_build_info();
+        Ok(binary)
+    }
+
+    /// The file this was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Go's build info, when the binary carries it (Go ≥ 1.13).
+    pub fn build_info(&self) -> Option<&GoBuildInfo> {
+        self.build_info.as_ref()
+    }
+
+    /// The GNU build-id note as hex, else the Go build ID string.
+    pub fn build_id(&self) -> Option<String> {
+        self.build_id.clone()
+    }
+
+    /// Fails unless this is a Go program new enough for the register ABI.
+    /// Without build info the pclntab format bounds the version: the Go 1.2
+    /// layout was last written by Go 1.15, and the 1.16 layout also covers
+    /// 1.17, so only the former is known to be too old.
+    pub fn check_go(&self) -> Result<(), ResolveError> {
+        let too_old = |version: String| Err(ResolveError::GoTooOld { path: self.path.clone(), version });
+        if let Some(info) = &self.build_info {
+            return match info.minor_version() {
+                Some(minor) if minor < 17 => too_old(info.go_version.clone()),
+                _ => Ok(()),
+            };
+        }
+        match self.pclntab_header(None) {
+            None => Err(ResolveError::NotGo { path: self.path.clone() }),
+            Some(Ok(t)) if t.version() == PclnVersion::Go12 => {
+                too_old("go1.2–go1.15 (by its .gopclntab format)".into())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Every Go function, sorted by entry. Entries, extents and names come
+    /// from `.symtab` when it exists, file and line from `.gopclntab`;
+    /// functions only the pclntab knows are added with [`Source::Pclntab`].
+    /// Without a pclntab this is not a Go program: [`ResolveError::NotGo`].
+    ///
+    /// The two tables name a few functions differently: `.symtab` keeps
+    /// generic type arguments (`main.Sum[go.shape.int_0]`) where pclntab
+    /// elides them (`main.Sum[...]`), and marks assembly functions that also
+    /// have a register-ABI wrapper with `.abi0`.
+    pub fn functions(&self) -> Result<Vec<Function>, ResolveError> {
+        let symtab = self.symtab()?;
+        let pcln = match self.pclntab {
+            Some(_) => Some(self.pclntab_functions(symtab.as_ref())?),
+            None => None,
+        };
+        let (symtab, pcln) = match (symtab, pcln) {
+            (_, None) => return Err(ResolveError::NotGo { path: self.path.clone() }),
+            (None, Some(p)) => return Ok(p),
+            (Some(s), Some(p)) => (s.functions, p),
+        };
+        let mut covered = vec![false; pcln.len()];
+        let mut out = Vec::with_capacity(symtab.len().max(pcln.len()));
+        for mut f in symtab {
+            // Sorted by entry, so the first match is the leftmost.
+            let i = pcln.partition_point(|p| p.entry < f.entry);
+            if let Some(p) = pcln.get(i).filter(|p| p.entry == f.entry) {
+                f.file.clone_from(&p.file);
+                f.line = p.line;
+                covered[i] = true;
+            }
+            out.push(f);
+        }
+        out.extend(pcln.into_iter().zip(covered).filter(|(_, c)| !c).map(|(p, _)| p));
+        out.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// Functions from one table only, so sources can be compared. `Symtab`
+    /// carries no file or line; `Dwarf` is not read yet and gives an empty
+    /// list, as does a table the binary lacks.
+    pub fn functions_from(&self, source: Source) -> Result<Vec<Function>, ResolveError> {
+        match source {
+            Source::Dwarf => Ok(Vec::new()),
+            Source::Symtab => Ok(self.symtab()?.map(|s| s.functions).unwrap_or_default()),
+            Source::Pclntab => match self.pclntab {
+                Some(_) => self.pclntab_functions(self.symtab()?.as_ref()),
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// The function named exactly `name`. Lists every function, so callers
+    /// with many names should call [`Binary::functions`] once instead.
+    pub fn find(&self, name: &str) -> Result<Option<Function>, ResolveError> {
+        Ok(self.functions()?.into_iter().find(|f| f.name == name))
+    }
+
+    /// The `len` bytes of the file image at virtual address `vaddr`.
+    pub fn text_at(&self, vaddr: u64, len: u64) -> Result<&[u8], ResolveError> {
+        read_at(&self.data, &self.segments, vaddr, len).ok_or(ResolveError::AddressNotMapped { addr: vaddr })
+    }
+
+    /// The file offset of `vaddr`, through the executable `PT_LOAD` segment
+    /// holding it: what the kernel's uprobe API wants, for PIE and non-PIE
+    /// alike.
+    pub fn file_offset(&self, vaddr: u64) -> Result<u64, ResolveError> {
+        self.segments
+            .iter()
+            .filter(|s| s.executable())
+            .find_map(|s| s.file_range(vaddr, 1))
+            .map(|r| r.start as u64)
+            .ok_or(ResolveError::AddressNotMapped { addr: vaddr })
+    }
+
+    fn symtab(&self) -> Result<Option<Symtab>, ResolveError> {
+        if self.sections.is_empty() {
+            return Ok(None);
+        }
+        symtab::parse_symtab(&self.data).map_err(|e| e.at(&self.path))
+    }
+
+    /// Parses the pclntab header; `None` when the binary has none.
+    fn pclntab_header(&self, hint: Option<u64>) -> Option<Result<Pclntab<'_>, ResolveError>> {
+        let range = self.pclntab.clone()?;
+        Some(pclntab::parse_pclntab(&self.data[range], hint).map_err(|e| e.at(&self.path)))
+    }
+
+    fn pclntab_functions(&self, symtab: Option<&Symtab>) -> Result<Vec<Function>, ResolveError> {
+        let Some(header) = self.pclntab_header(None) else { return Ok(Vec::new()) };
+        let mut table = header?;
+        if table.text_start() == Some(0) {
+            table = self.pclntab_header(self.text_base(symtab)).unwrap_or(Ok(table))?;
+        }
+        table.functions().map_err(|e| e.at(&self.path))
+    }
+
+    /// Where Go text starts, for pclntabs whose header leaves `textStart` 0
+    /// (newer linkers let the runtime take it from moduledata). In order of
+    /// trust: the `runtime.text` symbol; moduledata's `text` field; the
+    /// `.text` section, which is right for internally linked binaries only
+    /// (external linkers put C startup code first); the executable segment
+    /// past the ELF header page, as the internal linker lays it out.
+    fn text_base(&self, symtab: Option<&Symtab>) -> Option<u64> {
+        symtab
+            .and_then(|s| s.runtime_text)
+            .or_else(|| self.moduledata_text())
+            .or_else(|| self.sections.iter().find(|s| s.name == ".text").map(|s| s.addr))
+            .or_else(|| {
+                let seg = self.segments.iter().find(|s| s.executable())?;
+                Some(if seg.offset == 0 { seg.vaddr + 0x1000 } else { seg.vaddr })
+            })
+    }
+
+    /// `runtime.moduledata` starts with a pointer to the pclntab header
+    /// followed by six slices (funcnametab, cutab, filetab, pctab, pclntable,
+    /// ftab), `findfunctab`, `minpc`, `maxpc`, `text` (runtime/symtab.go,
+    /// Go 1.16 onwards). Find the pointer in writable data and accept the
+    /// `text` field only if it is executable and not above `minpc`.
+    fn moduledata_text(&self) -> Option<u64> {
+        let start = self.pclntab.as_ref()?.start as u64;
+        let table_vaddr = self
+            .segments
+            .iter()
+            .find(|s| s.file_span().is_some_and(|r| r.contains(&(start as usize))))
+            .map(|s| s.vaddr.wrapping_add(start - s.offset))?;
+        let needle = table_vaddr.to_le_bytes();
+        let word =
+            |b: &[u8], i: usize| b.get(i * 8..i * 8 + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        for seg in self.segments.iter().filter(|s| s.writable()) {
+            let Some(bytes) = seg.file_span().and_then(|r| self.data.get(r)) else { continue };
+            for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+                if chunk != needle {
+                    continue;
+                }
+                let md = &bytes[i * 8..];
+                let (Some(minpc), Some(text)) = (word(md, 20), word(md, 22)) else { continue };
+                let exec = self.segments.iter().any(|s| s.executable() && s.file_range(text, 1).is_some());
+                if exec && text <= minpc {
+                    return Some(text);
+                }
+            }
+        }
+        None
+    }
+
+    /// Finds `.gopclntab` by section name, else by scanning read-only
+    /// segments (then all segments) for a header that validates.
+    fn locate_pclntab(&self) -> Result<Option<Range<usize>>, ResolveError> {
+        // PIE and shared builds move the table into RELRO data under a prefix.
+        let named = |s: &&Section| s.name == ".gopclntab" || s.name == ".data.rel.ro.gopclntab";
+        if let Some(section) = self.sections.iter().find(named) {
+            let corrupt = |reason: &str| ResolveError::Corrupt {
+                path: self.path.clone(),
+                table: ".gopclntab",
+                reason: reason.into(),
+            };
+            let range = section.file.clone().ok_or_else(|| corrupt("section has no file data"))?;
+            if range.end > self.data.len() {
+                return Err(corrupt("section extends past the end of the file"));
+            }
+            return Ok(Some(range));
+        }
+        let readonly = self.segments.iter().filter(|s| !s.executable() && !s.writable());
+        let rest = self.segments.iter().filter(|s| s.executable() || s.writable());
+        for seg in readonly.chain(rest) {
+            let Some(span) = seg.file_span().filter(|r| r.end <= self.data.len()) else { continue };
+            // 8-aligned in the file means 8-aligned in memory: PT_LOAD
+            // offsets and addresses agree modulo the page size.
+            let first = span.start.next_multiple_of(8);
+            for at in (first..span.end.saturating_sub(8)).step_by(8) {
+                let candidate = &self.data[at..span.end];
+                if pclntab::looks_like_header(candidate)
+                    && pclntab::parse_pclntab(candidate, None).is_ok_and(|t| t.is_plausible())
+                {
+                    return Ok(Some(at..span.end));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Parses `.go.buildinfo` by section name, else by scanning writable
+    /// then other segments for its magic. Damaged build info is treated as
+    /// absent: it only refines the version check.
+    fn locate_build_info(&self) -> Option<GoBuildInfo> {
+        let read = |addr: u64, len: u64| read_at(&self.data, &self.segments, addr, len);
+        if let Some(range) = self.sections.iter().find(|s| s.name == ".go.buildinfo").and_then(|s| s.file.clone()) {
+            return buildinfo::parse_buildinfo(self.data.get(range.start..)?, read).ok();
+        }
+        let writable = self.segments.iter().filter(|s| s.writable());
+        let rest = self.segments.iter().filter(|s| !s.writable());
+        for seg in writable.chain(rest) {
+            let Some(span) = seg.file_span().filter(|r| r.end <= self.data.len()) else { continue };
+            let first = span.start.next_multiple_of(16).min(span.end);
+            if let Some(at) = buildinfo::find_buildinfo(&self.data[first..span.end]) {
+                return buildinfo::parse_buildinfo(&self.data[first + at..], read).ok();
+            }
+        }
+        None
+    }
+}
+
+fn read_at<'a>(data: &'a [u8], segments: &[Segment], vaddr: u64, len: u64) -> Option<&'a [u8]> {
+    segments.iter().find_map(|s| s.file_range(vaddr, len)).and_then(|r| data.get(r))
+}
+
+type Headers = (Vec<Segment>, Vec<Section>, Option<String>);
+
+/// Why the headers were refused: not ELF at all, or ELF for another CPU.
+enum HeaderError {
+    NotElf(String),
+    Arch(String),
+}
+
+impl From<String> for HeaderError {
+    fn from(reason: String) -> Self {
+        HeaderError::NotElf(reason)
+    }
+}
+
+/// Reads the ELF header, `PT_LOAD` segments, section names and build-id
+/// notes. Only little-endian ELF64 for a supported machine gets through.
+fn parse_headers(data: &[u8]) -> Result<Headers, HeaderError> {
+    match FileKind::parse(data).map_err(|e| e.to_string())? {
+        FileKind::Elf64 => {}
+        FileKind::Elf32 => return Err(HeaderError::Arch("32-bit ELF".into())),
+        other => return Err(HeaderError::NotElf(format!("file format {other:?}"))),
+    }
+    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| e.to_string())?;
+    let endian = header.endian().map_err(|e| e.to_string())?;
+    if endian != Endianness::Little {
+        return Err(HeaderError::Arch("big-endian ELF64".into()));
+    }
+    check_machine(header.e_machine(endian)).map_err(HeaderError::Arch)?;
+    let phdrs = header.program_headers(endian, data).map_err(|e| format!("program headers: {e}"))?;
+    let mut segments = Vec::new();
+    let (mut gnu_id, mut go_id) = (None, None);
+    let mut take_notes = |notes: Option<object::read::elf::NoteIterator<'_, elf::FileHeader64<Endianness>>>| {
+        let Some(mut notes) = notes else { return };
+        while let Ok(Some(note)) = notes.next() {
+            match (note.name(), note.n_type(endian)) {
+                (b"GNU", elf::NT_GNU_BUILD_ID) => {
+                    gnu_id.get_or_insert_with(|| note.desc().iter().map(|b| format!("{b:02x}")).collect::<String>());
+                }
+                // ELF_NOTE_GOBUILDID_TAG in cmd/link/internal/ld/elf.go.
+                (b"Go", 4) => {
+                    go_id.get_or_insert_with(|| String::from_utf8_lossy(note.desc()).into_owned());
+                }
+                _ => {}
+            }
+        }
+    };
+    for ph in phdrs {
+        match ph.p_type(endian) {
+            elf::PT_LOAD => segments.push(Segment {
+                vaddr: ph.p_vaddr(endian),
+                offset: ph.p_offset(endian),
+                filesz: ph.p_filesz(endian),
+                flags: ph.p_flags(endian),
+            }),
+            elf::PT_NOTE => take_notes(ph.notes(endian, data).ok().flatten()),
+            _ => {}
+        }
+    }
+    let table = header.sections(endian, data).map_err(|e| format!("truncated or corrupt section headers: {e}"))?;
+    let mut sections = Vec::with_capacity(table.len());
+    for sh in table.iter() {
+        let name = table.section_name(endian, sh).map_err(|e| format!("section names: {e}"))?;
+        let file = if sh.sh_type(endian) == elf::SHT_NOBITS {
+            None
+        } else {
+            let (off, size) = (sh.sh_offset(endian), sh.sh_size(endian));
+            usize::try_from(off).ok().zip(usize::try_from(off.saturating_add(size)).ok()).map(|(s, e)| s..e)
+        };
+        if sh.sh_type(endian) == elf::SHT_NOTE {
+            take_notes(sh.notes(endian, data).ok().flatten());
+        }
+        sections.push(Section { name: String::from_utf8_lossy(name).into_owned(), addr: sh.sh_addr(endian), file });
+    }
+    Ok((segments, sections, gnu_id.or(go_id)))
+}
