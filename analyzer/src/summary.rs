@@ -1,0 +1,83 @@
+//! The summary document printed by `ktrace attach --json` (the CLI contract in
+//! docs/design.md): one object with a `functions` array, `dropped_events` and
+//! `duration_ns`. Fields a mode does not measure are `null`, never a made-up 0.
+
+use serde::{Deserialize, Serialize};
+
+/// What a session measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Entry probes only: exact call counts, no latency or errors.
+    CountOnly,
+    /// Entry and RET probes: counts, latency and errors.
+    Latency,
+}
+
+/// Latency percentiles of one function, in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyNs {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest observed.
+    pub max: u64,
+    /// Sum over all calls.
+    pub sum: u64,
+}
+
+/// One traced function.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSummary {
+    /// Fully qualified Go symbol.
+    pub symbol: String,
+    /// Exact number of calls.
+    pub calls: u64,
+    /// Calls that returned a non-nil error; `null` when not measured.
+    pub errors: Option<u64>,
+    /// Latency; `null` when not measured.
+    pub latency_ns: Option<LatencyNs>,
+}
+
+/// The whole document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// What was measured.
+    pub mode: Mode,
+    /// PID of the traced process, when one was traced.
+    pub pid: Option<u32>,
+    /// Every traced function, in the order they were resolved.
+    pub functions: Vec<FunctionSummary>,
+    /// Per-call events lost to a full ring buffer (counters never drop).
+    pub dropped_events: u64,
+    /// Wall time between attach and the final read.
+    pub duration_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_contract_field_names() {
+        let s = Summary {
+            mode: Mode::CountOnly,
+            pid: Some(42),
+            functions: vec![FunctionSummary { symbol: "main.f".into(), calls: 3, errors: None, latency_ns: None }],
+            dropped_events: 0,
+            duration_ns: 5,
+        };
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["functions"][0]["symbol"], "main.f");
+        assert_eq!(v["functions"][0]["calls"], 3);
+        assert!(v["functions"][0]["latency_ns"].is_null());
+        assert_eq!(v["dropped_events"], 0);
+        assert_eq!(v["duration_ns"], 5);
+        assert_eq!(v["mode"], "count-only");
+        let back: Summary = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
+}
