@@ -1,0 +1,41 @@
+//! The one error type the CLI reports, and its process exit codes.
+
+use std::process::ExitCode;
+
+/// Why a command failed. `Display` is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input: a wrong PID, a non-Go binary, a spec that matches nothing.
+    #[error("{0}")]
+    Input(String),
+    /// The process lacks privileges or the kernel lacks a feature.
+    #[error(transparent)]
+    Privileges(#[from] crate::attach::privileges::Missing),
+    /// Reading the binary failed.
+    #[error(transparent)]
+    Resolve(#[from] crate::resolve::ResolveError),
+    /// The spec did not parse or match.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    /// Planning probe sites failed.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// Loading or attaching probes failed.
+    #[error(transparent)]
+    Attach(#[from] crate::attach::AttachError),
+    /// Writing output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The exit code for this error: 2 is clap's usage error, 3 bad input,
+    /// 4 missing privileges or kernel support, 1 anything else.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Input(_) | Error::Resolve(_) | Error::Spec(_) => ExitCode::from(3),
+            Error::Privileges(_) => ExitCode::from(4),
+            Error::Plan(_) | Error::Attach(_) | Error::Output(_) => ExitCode::from(1),
+        }
+    }
+}

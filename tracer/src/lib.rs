@@ -1,0 +1,13 @@
+//! ktrace traces a running kube-apiserver, or any Go >= 1.17 program, with
+//! eBPF uprobes, without stopping it. The layers, one module each:
+//! [`spec`] → [`resolve`] → [`plan`] → [`attach`] → output (in [`cli`]).
+#![deny(missing_docs)]
+
+pub mod attach;
+pub mod cli;
+pub mod error;
+pub mod plan;
+pub mod resolve;
+pub mod spec;
+
+pub use cli::run;

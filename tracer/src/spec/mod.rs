@@ -1,0 +1,232 @@
+//! Spec: what the user typed in `--funcs`, a comma-separated list whose items
+//! are presets (`authn`, `storage`, … `all`), Go symbols with `*` globs, or
+//! Delve-style locations (`staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create`),
+//! so breakpoint lists paste in unchanged.
+//!
+//! This layer only parses text and matches it against a resolved function
+//! list; it reads no files.
+
+pub mod presets;
+
+use crate::resolve::Function;
+
+/// One item of a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A named preset (or `all`).
+    Preset(String),
+    /// An exact symbol, or a glob when it contains `*`.
+    Symbol(String),
+    /// `path/file.go:Func`: functions named `Func` (or methods `T.Func`)
+    /// defined in a file whose path ends with `path/file.go`.
+    FileFunc {
+        /// File path, matched by suffix on whole path components.
+        file: String,
+        /// Function or method name, possibly `T.Func` / `(*T).Func`.
+        func: String,
+    },
+    /// `path/file.go:LINE`.
+    FileLine {
+        /// File path, matched by suffix on whole path components.
+        file: String,
+        /// Source line.
+        line: u32,
+    },
+}
+
+/// Errors from parsing or matching a spec.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// Nothing was given.
+    #[error("empty --funcs spec")]
+    Empty,
+    /// An item matched no function.
+    #[error("{item:?} matches no function in the binary{}", suggestions(.closest))]
+    NoMatch {
+        /// The item as typed.
+        item: String,
+        /// The nearest names, best first.
+        closest: Vec<String>,
+    },
+    /// `file.go:LINE` needs the line table, which is not wired up yet.
+    #[error("{0:?}: file.go:LINE locations are not supported yet; use file.go:Func")]
+    LineUnsupported(String),
+}
+
+fn suggestions(closest: &[String]) -> String {
+    if closest.is_empty() { String::new() } else { format!("; closest: {}", closest.join(", ")) }
+}
+
+/// Kubernetes' repository keeps the apiserver library under `staging/src/`;
+/// binaries record it without that prefix in GOPATH builds, with it in module
+/// builds. Matching by path suffix makes both work once it is dropped.
+const STAGING: &str = "staging/src/";
+
+/// Parses a comma-separated spec.
+pub fn parse(spec: &str) -> Result<Vec<Item>, SpecError> {
+    let items: Vec<Item> = spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_item).collect();
+    if items.is_empty() { Err(SpecError::Empty) } else { Ok(items) }
+}
+
+fn parse_item(s: &str) -> Item {
+    if presets::lookup(s).is_some() {
+        return Item::Preset(s.to_string());
+    }
+    if let Some((file, what)) = s.rsplit_once(':')
+        && file.ends_with(".go")
+    {
+        let file = file.strip_prefix(STAGING).unwrap_or(file).trim_start_matches('/').to_string();
+        return match what.parse::<u32>() {
+            Ok(line) => Item::FileLine { file, line },
+            Err(_) => Item::FileFunc { file, func: what.to_string() },
+        };
+    }
+    Item::Symbol(s.to_string())
+}
+
+impl Item {
+    fn text(&self) -> String {
+        match self {
+            Item::Preset(p) | Item::Symbol(p) => p.clone(),
+            Item::FileFunc { file, func } => format!("{file}:{func}"),
+            Item::FileLine { file, line } => format!("{file}:{line}"),
+        }
+    }
+}
+
+/// Matches a pattern against a whole name: `*` stands for any run of
+/// characters, `#` for one or more ASCII digits, everything else is literal
+/// (Go symbols are full of `.`, `(`, `*` and `[`). Runs in O(len × len), so
+/// no pattern can make it backtrack exponentially.
+pub fn pattern_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // reach[j]: the pattern prefix consumed so far matches name[..j].
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    for &pc in p {
+        let mut next = vec![false; n.len() + 1];
+        match pc {
+            b'*' => {
+                let mut on = false;
+                for j in 0..=n.len() {
+                    on |= reach[j];
+                    next[j] = on;
+                }
+            }
+            b'#' => {
+                for j in 0..n.len() {
+                    if n[j].is_ascii_digit() && (reach[j] || next[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+            c => {
+                for j in 0..n.len() {
+                    next[j + 1] = reach[j] && n[j] == c;
+                }
+            }
+        }
+        reach = next;
+    }
+    reach[n.len()]
+}
+
+/// True when `file` ends with `suffix` on whole path components.
+fn path_suffix(file: &str, suffix: &str) -> bool {
+    file == suffix || file.strip_suffix(suffix).is_some_and(|head| head.ends_with('/'))
+}
+
+/// The part of a symbol after its package path: `(*store).Create` for
+/// `k8s.io/apiserver/pkg/storage/etcd3.(*store).Create`.
+fn local_name(symbol: &str) -> &str {
+    let tail_start = symbol.rfind('/').map_or(0, |i| i + 1);
+    let tail = &symbol[tail_start..];
+    tail.find('.').map_or(tail, |i| &tail[i + 1..])
+}
+
+/// Delve's `file.go:Func` accepts `Func`, `T.Func` or `(*T).Func`.
+fn func_matches(local: &str, func: &str) -> bool {
+    local == func || local.strip_suffix(func).is_some_and(|head| head.ends_with('.'))
+}
+
+fn item_matches(item: &Item, f: &Function) -> bool {
+    match item {
+        Item::Preset(name) => {
+            presets::lookup(name).is_some_and(|es| es.iter().any(|e| e.matches(&f.name, f.file.as_deref())))
+        }
+        Item::Symbol(pattern) => pattern_match(pattern, &f.name),
+        Item::FileFunc { file, func } => {
+            f.file.as_deref().is_some_and(|ff| path_suffix(ff, file)) && func_matches(local_name(&f.name), func)
+        }
+        Item::FileLine { .. } => false,
+    }
+}
+
+/// For `file.go:Func` where `Func` itself was inlined away (factories such as
+/// `withAuthentication` are, in optimized builds), its closures `Func.funcN`
+/// do the per-request work; they are what the user wants to see.
+fn closure_fallback(item: &Item, f: &Function) -> bool {
+    let Item::FileFunc { file, func } = item else { return false };
+    let local = local_name(&f.name);
+    f.file.as_deref().is_some_and(|ff| path_suffix(ff, file))
+        && local.strip_prefix(func).is_some_and(|rest| pattern_match(".func#", rest))
+}
+
+/// Returns the functions each item selects, deduplicated by entry, in the
+/// order of the items. An item that matches nothing is an error naming the
+/// closest symbols.
+pub fn select<'f>(items: &[Item], functions: &'f [Function]) -> Result<Vec<&'f Function>, SpecError> {
+    let mut out: Vec<&Function> = Vec::new();
+    for item in items {
+        if let Item::FileLine { .. } = item {
+            return Err(SpecError::LineUnsupported(item.text()));
+        }
+        let mut matched: Vec<&Function> = functions.iter().filter(|f| item_matches(item, f)).collect();
+        if matched.is_empty() {
+            matched = functions.iter().filter(|f| closure_fallback(item, f)).collect();
+        }
+        if matched.is_empty() {
+            return Err(SpecError::NoMatch { item: item.text(), closest: closest(item, functions) });
+        }
+        for f in matched {
+            if !out.iter().any(|o| o.entry == f.entry) {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The three names nearest to the item: names containing its last element
+/// first, each group by edit distance to what was typed.
+fn closest(item: &Item, functions: &[Function]) -> Vec<String> {
+    let text = match item {
+        Item::FileFunc { func, .. } => func.clone(),
+        other => other.text(),
+    };
+    let needle = text.rsplit(['/', '.', ':']).find(|s| !s.is_empty() && !s.contains(['*', '#'])).unwrap_or(&text);
+    let mut scored: Vec<(bool, usize, &str)> =
+        functions.iter().map(|f| (!f.name.contains(needle), edit_distance(&text, &f.name), f.name.as_str())).collect();
+    scored.sort_unstable();
+    scored.dedup_by(|a, b| a.2 == b.2);
+    scored.into_iter().take(3).map(|(_, _, n)| n.to_string()).collect()
+}
+
+/// Levenshtein distance over bytes, with one row of memory.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! Root eBPF tests: real uprobes on the apiserver-shaped Go target, serving
+//! real HTTPS requests backed by a real etcd. They never skip: without BPF
+//! they fail, and say what is missing.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use analyzer::summary::Summary;
+use testkit::{Apiserver, Etcd, LoadSpec, Variant};
+
+const STORE: &str = "k8s.io/apiserver/pkg/storage/etcd3.(*store)";
+const VENDOR: &str = "k8s.io/kubernetes/vendor/";
+
+fn require_bpf() {
+    if let Err(missing) = tracer::attach::privileges::check() {
+        panic!("this test needs BPF and uprobes: {missing}");
+    }
+}
+
+/// A `ktrace attach` run in the background, ready once its probes are placed.
+struct Trace {
+    child: Child,
+}
+
+impl Trace {
+    fn start(pid: u32, funcs: &str) -> Trace {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ktrace"))
+            .args(["attach", "--pid", &pid.to_string(), "--funcs", funcs, "--json", "--duration", "120s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ktrace");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[ktrace] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(" probes on ") => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("ktrace never reported its probes placed ({e}); status {:?}", child.wait());
+                }
+            }
+        }
+        Trace { child }
+    }
+
+    /// Stops the trace with SIGINT, as Ctrl-C would, and parses its summary.
+    fn finish(self) -> Summary {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let out = self.child.wait_with_output().expect("wait for ktrace");
+        assert!(out.status.success(), "ktrace failed: {:?}", out.status);
+        serde_json::from_slice(&out.stdout).expect("ktrace --json prints a summary document")
+    }
+}
+
+fn calls(summary: &Summary, symbol: &str) -> u64 {
+    summary
+        .functions
+        .iter()
+        .find(|f| f.symbol == symbol)
+        .unwrap_or_else(|| panic!("{symbol} missing from {summary:?}"))
+        .calls
+}
+
+fn exact_counts(variant: Variant) {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(variant, &etcd).expect("start the target");
+    let prefix = if matches!(variant, Variant::Gopath) { VENDOR } else { "" };
+    let sym = |m: &str| format!("{prefix}{STORE}.{m}");
+    let funcs = ["Create", "Get", "GuaranteedUpdate", "Delete"].map(sym).join(",");
+
+    let trace = Trace::start(api.pid(), &funcs);
+    let spec = LoadSpec {
+        namespace: format!("exact-{}", variant.name()),
+        creates: 23,
+        gets: 7,
+        updates: 5,
+        deletes: 3,
+        missing_gets: 4,
+        concurrency: 4,
+    };
+    let report = api.load(&spec).expect("drive load");
+    assert_eq!(report.errors, 0);
+    let summary = trace.finish();
+
+    assert_eq!(summary.pid, Some(api.pid()));
+    assert_eq!(calls(&summary, &sym("Create")), u64::from(spec.creates), "{summary:#?}");
+    assert_eq!(calls(&summary, &sym("Get")), u64::from(spec.gets + spec.missing_gets), "{summary:#?}");
+    assert_eq!(calls(&summary, &sym("GuaranteedUpdate")), u64::from(spec.updates), "{summary:#?}");
+    assert_eq!(calls(&summary, &sym("Delete")), u64::from(spec.deletes), "{summary:#?}");
+    assert!(api.is_alive(), "the target must survive tracing");
+}
+
+#[test]
+fn exact_counts_optimized() {
+    exact_counts(Variant::Optimized);
+}
+
+#[test]
+fn exact_counts_debug() {
+    exact_counts(Variant::Debug);
+}
+
+#[test]
+fn exact_counts_stripped() {
+    exact_counts(Variant::Stripped);
+}
+
+#[test]
+fn exact_counts_gopath() {
+    exact_counts(Variant::Gopath);
+}
+
+/// Deep recursion on a fresh goroutine forces the stack to grow at the entry
+/// of the recursive function. The entry probe sits on the stack-guard branch
+/// and skips the morestack pass, so each call counts once.
+#[test]
+fn stack_growth_counts_each_call_once() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
+    let trace = Trace::start(api.pid(), "k8s.io/kubernetes/pkg/ktracetest.Recurse");
+    let depth: u32 = 2000;
+    let status = api.probe("POST", &format!("/ktrace/recurse?depth={depth}"), true).expect("recurse request");
+    assert_eq!(status, 200);
+    let summary = trace.finish();
+    assert_eq!(calls(&summary, "k8s.io/kubernetes/pkg/ktracetest.Recurse"), u64::from(depth));
+}

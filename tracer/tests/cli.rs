@@ -1,0 +1,100 @@
+//! The command line's contract for bad input: one line on stderr, a
+//! documented exit code, never a panic.
+
+use std::process::{Command, Output};
+
+use testkit::Variant;
+
+fn ktrace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ktrace")).args(args).output().expect("run ktrace")
+}
+
+fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected, got: {stderr}");
+    assert!(stderr.starts_with("ktrace: error: "), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn help_has_examples() {
+    for sub in ["funcs", "attach"] {
+        let out = ktrace(&[sub, "--help"]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Examples:"), "{sub} --help: {text}");
+        assert!(text.contains("--funcs"), "{sub} --help: {text}");
+    }
+}
+
+#[test]
+fn wrong_pid() {
+    let out = ktrace(&["funcs", "--pid", "999999999", "--funcs", "main.main"]);
+    assert_one_line_error(&out, 3, "no process with PID 999999999");
+}
+
+#[test]
+fn not_an_elf_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "just text\n").unwrap();
+    let out = ktrace(&["funcs", "--binary", path.to_str().unwrap(), "--funcs", "main.main"]);
+    assert_one_line_error(&out, 3, "not a valid ELF file");
+}
+
+#[test]
+fn missing_file() {
+    let out = ktrace(&["funcs", "--binary", "/nonexistent/kube-apiserver", "--funcs", "main.main"]);
+    assert_one_line_error(&out, 3, "cannot read /nonexistent/kube-apiserver");
+}
+
+#[test]
+fn not_a_go_binary() {
+    let out = ktrace(&["funcs", "--binary", "/bin/true", "--funcs", "main.main"]);
+    assert_one_line_error(&out, 3, "not a Go binary");
+}
+
+#[test]
+fn no_match_suggests_the_closest_symbol() {
+    let bin = testkit::target_binary(Variant::Optimized).unwrap();
+    let out = ktrace(&[
+        "funcs",
+        "--binary",
+        bin.to_str().unwrap(),
+        "--funcs",
+        "k8s.io/apiserver/pkg/storage/etcd3.(*store).Creat",
+    ]);
+    assert_one_line_error(&out, 3, "closest: k8s.io/apiserver/pkg/storage/etcd3.(*store).Create");
+}
+
+#[test]
+fn without_privileges_attach_says_what_is_missing() {
+    // Drop to nobody with no capabilities: the check must name CAP_BPF and
+    // CAP_PERFMON before anything touches the kernel.
+    let bin = testkit::target_binary(Variant::Optimized).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["attach", "--binary", bin.to_str().unwrap(), "--funcs", "main.main", "--duration", "1s"])
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert_one_line_error(&out, 4, "missing: CAP_BPF, CAP_PERFMON");
+}
+
+#[test]
+fn funcs_json_plans_the_stack_guard_entry() {
+    let bin = testkit::target_binary(Variant::Stripped).unwrap();
+    let sym = "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create";
+    let out = ktrace(&["funcs", "--binary", bin.to_str().unwrap(), "--funcs", sym, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &v[0];
+    assert_eq!(f["symbol"], sym);
+    assert_eq!(f["source"], "pclntab", "a stripped build has no .symtab");
+    assert_eq!(f["entry_kind"]["kind"], "stack_guard");
+    assert_eq!(f["entry_emulated"], true);
+    assert!(!f["ret_offsets"].as_array().unwrap().is_empty());
+    assert!(f["file"].as_str().unwrap().ends_with("staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go"), "{f}");
+}
