@@ -1,0 +1,77 @@
+//! `cargo xtask <task>`: everything a fresh machine needs to build, demo and
+//! test ktrace, so nothing has to be installed by hand.
+
+mod demo;
+mod gotargets;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  setup          install apt packages, bpf-linker and the debian-web toolchain; check the kernel and privileges
+  build-targets  build the apiserver-shaped Go target in its four variants
+  demo           set up, build, start etcd and the target, drive load, trace (*store).Create, print the result
+  test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included)";
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let root = workspace_root();
+    let result = match task.as_deref() {
+        Some("setup") => setup::run(),
+        Some("build-targets") => gotargets::build(&root),
+        Some("demo") => demo::run(&root),
+        Some("test") => test(&root),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ sits in the workspace root").to_path_buf()
+}
+
+/// Runs a command to completion, failing with its command line when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn test(root: &Path) -> Result<()> {
+    setup::run()?;
+    gotargets::build(root)?;
+    eprintln!("xtask: cargo fmt --check");
+    run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
+    eprintln!("xtask: cargo clippy");
+    run(cargo().current_dir(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    eprintln!("xtask: cargo test");
+    run(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]))?;
+    Ok(())
+}
