@@ -24,6 +24,7 @@ fn require_bpf() {
 /// A `ktrace attach` run in the background, ready once its probes are placed.
 struct Trace {
     child: Child,
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Trace {
@@ -52,16 +53,18 @@ impl Trace {
                 }
             }
         }
-        Trace { child }
+        Trace { child, stderr: rx }
     }
 
-    /// Stops the trace with SIGINT, as Ctrl-C would, and parses its summary.
-    fn finish(self) -> Summary {
+    /// Stops the trace with SIGINT, as Ctrl-C would, and parses its summary;
+    /// also returns what ktrace printed on stderr after its probes were placed.
+    fn finish(self) -> (Summary, Vec<String>) {
         // SAFETY: kill(2) on our own child's PID.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let out = self.child.wait_with_output().expect("wait for ktrace");
         assert!(out.status.success(), "ktrace failed: {:?}", out.status);
-        serde_json::from_slice(&out.stdout).expect("ktrace --json prints a summary document")
+        let summary = serde_json::from_slice(&out.stdout).expect("ktrace --json prints a summary document");
+        (summary, self.stderr.iter().collect())
     }
 }
 
@@ -94,7 +97,7 @@ fn exact_counts(variant: Variant) {
     };
     let report = api.load(&spec).expect("drive load");
     assert_eq!(report.errors, 0);
-    let summary = trace.finish();
+    let (summary, _) = trace.finish();
 
     assert_eq!(summary.pid, Some(api.pid()));
     assert_eq!(calls(&summary, &sym("Create")), u64::from(spec.creates), "{summary:#?}");
@@ -136,6 +139,11 @@ fn stack_growth_counts_each_call_once() {
     let depth: u32 = 2000;
     let status = api.probe("POST", &format!("/ktrace/recurse?depth={depth}"), true).expect("recurse request");
     assert_eq!(status, 200);
-    let summary = trace.finish();
+    let (summary, stderr) = trace.finish();
     assert_eq!(calls(&summary, "k8s.io/kubernetes/pkg/ktracetest.Recurse"), u64::from(depth));
+    // Without growth this test would prove nothing about the guard site.
+    assert!(
+        stderr.iter().any(|l| l.contains("stack-growth re-entries")),
+        "the recursion never grew the stack; stderr: {stderr:?}"
+    );
 }

@@ -67,6 +67,10 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     if let Some(why) = ended {
         eprintln!("ktrace: {why}; summary so far:");
     }
+    let skips: u64 = counts.iter().map(|c| c.morestack_skips).sum();
+    if skips > 0 {
+        eprintln!("ktrace: {skips} stack-growth re-entries of a prologue were seen and not counted as calls");
+    }
 
     let summary = summarize(pid, &counts, duration);
     let stdout = std::io::stdout();
