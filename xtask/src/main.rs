@@ -2,6 +2,7 @@
 //! test ktrace, so nothing has to be installed by hand.
 
 mod demo;
+mod fuzz;
 mod gotargets;
 mod setup;
 
@@ -19,7 +20,12 @@ tasks:
   setup          install apt packages, bpf-linker and the debian-web toolchain; check the kernel and privileges
   build-targets  build the apiserver-shaped Go target in its four variants
   demo           set up, build, start etcd and the target, drive load, trace (*store).Create, print the result
-  test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included)";
+  test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included),
+                 then fuzz every binary parser for a bounded time
+  fuzz [SECS]    fuzz every binary parser for SECS seconds each (default 30)";
+
+/// How long `test` fuzzes each parser.
+const FUZZ_SECONDS: u32 = 30;
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -29,6 +35,10 @@ fn main() -> ExitCode {
         Some("build-targets") => gotargets::build(&root),
         Some("demo") => demo::run(&root),
         Some("test") => test(&root),
+        Some("fuzz") => {
+            let seconds = std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse()).unwrap_or(FUZZ_SECONDS);
+            setup::run().and_then(|()| gotargets::build(&root)).and_then(|()| fuzz::fuzz(&root, seconds))
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -73,5 +83,5 @@ fn test(root: &Path) -> Result<()> {
     run(cargo().current_dir(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     eprintln!("xtask: cargo test");
     run(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]))?;
-    Ok(())
+    fuzz::fuzz(root, FUZZ_SECONDS)
 }

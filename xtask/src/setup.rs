@@ -27,10 +27,12 @@ const APT_PACKAGES: &[&str] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const TOOLCHAIN: &str = "debian-web";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn run() -> Result<()> {
     apt()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     toolchain()?;
     check_kernel()?;
     check_privileges()
@@ -91,6 +93,20 @@ fn bpf_linker() -> Result<()> {
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
             .env("CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS", "fallback"),
     )
+}
+
+/// cargo-fuzz drives libFuzzer through rustup's nightly, which ships with
+/// the machine image; only the cargo subcommand needs installing.
+fn cargo_fuzz() -> Result<()> {
+    let installed = Command::new(cargo_bin("cargo-fuzz"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION));
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    exec(Command::new("cargo").args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
 }
 
 fn toolchain() -> Result<()> {
