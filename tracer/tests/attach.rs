@@ -147,3 +147,61 @@ fn stack_growth_counts_each_call_once() {
         "the recursion never grew the stack; stderr: {stderr:?}"
     );
 }
+
+/// Reads `len` bytes of the target's memory at `addr` (Go links non-PIE, so
+/// virtual addresses in the file are the runtime addresses).
+fn read_mem(pid: u32, addr: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let mut buf = vec![0; len];
+    mem.read_exact_at(&mut buf, addr).expect("read target text");
+    buf
+}
+
+/// The entry site and its bytes in the binary file, from `ktrace funcs --json`
+/// and the resolver.
+fn entry_site(binary: &std::path::Path, symbol: &str) -> (u64, Vec<u8>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["funcs", "--binary", binary.to_str().unwrap(), "--funcs", symbol, "--json"])
+        .output()
+        .expect("run ktrace funcs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let site = u64::from_str_radix(v[0]["entry_site"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let file = tracer::resolve::Binary::open(binary).unwrap();
+    (site, file.text_at(site, 8).unwrap().to_vec())
+}
+
+/// SIGKILL gives ktrace no chance to clean up; the kernel must remove the
+/// probes when its file descriptors close. The target keeps serving, and its
+/// text equals the file again.
+#[test]
+fn sigkill_leaves_no_probe_behind() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
+    let symbol = format!("{STORE}.Create");
+    let (site, file_bytes) = entry_site(api.binary(), &symbol);
+    assert_eq!(read_mem(api.pid(), site, 8), file_bytes, "untouched before tracing");
+
+    let trace = Trace::start(api.pid(), &symbol);
+    let live = read_mem(api.pid(), site, 8);
+    assert_eq!(live[0], 0xcc, "a live uprobe shows as int3 in the target's text");
+    assert_eq!(live[1..], file_bytes[1..]);
+
+    let mut child = trace.child;
+    child.kill().expect("SIGKILL ktrace");
+    child.wait().expect("reap ktrace");
+    let mut restored = false;
+    for _ in 0..50 {
+        if read_mem(api.pid(), site, 8) == file_bytes {
+            restored = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(restored, "probe still in the target's text 5 s after ktrace was killed");
+    let spec = LoadSpec { namespace: "after-kill".into(), creates: 3, ..Default::default() };
+    assert_eq!(api.load(&spec).expect("the target still serves").creates, 3);
+    assert!(api.is_alive());
+}
