@@ -21,6 +21,7 @@ use object::{
 use super::{
     Function, ResolveError, Source,
     buildinfo::{self, GoBuildInfo},
+    dwarf::Dwarf,
     pclntab::{self, PclnVersion, Pclntab},
     symtab::{self, Symtab},
 };
@@ -221,17 +222,23 @@ impl Binary {
     }
 
     /// Functions from one table only, so sources can be compared. `Symtab`
-    /// carries no file or line; `Dwarf` is not read yet and gives an empty
-    /// list, as does a table the binary lacks.
+    /// carries no file or line; a table the binary lacks gives an empty
+    /// list.
     pub fn functions_from(&self, source: Source) -> Result<Vec<Function>, ResolveError> {
         match source {
-            Source::Dwarf => Ok(Vec::new()),
+            Source::Dwarf => Ok(self.dwarf()?.map(|d| d.functions().to_vec()).unwrap_or_default()),
             Source::Symtab => Ok(self.symtab()?.map(|s| s.functions).unwrap_or_default()),
             Source::Pclntab => match self.pclntab {
                 Some(_) => self.pclntab_functions(self.symtab()?.as_ref()),
                 None => Ok(Vec::new()),
             },
         }
+    }
+
+    /// The binary's DWARF, read in full; `Ok(None)` when it was stripped.
+    /// Each call reads it again, so keep the result.
+    pub fn dwarf(&self) -> Result<Option<Dwarf>, ResolveError> {
+        Dwarf::load(&self.path, &self.data)
     }
 
     /// The function named exactly `name`. Lists every function, so callers

@@ -7,11 +7,13 @@
 //! This layer may read files; it never touches a live process.
 
 mod buildinfo;
+mod dwarf;
 mod elf;
 mod pclntab;
 mod symtab;
 
 pub use buildinfo::{GoBuildInfo, find_buildinfo, parse_buildinfo};
+pub use dwarf::{Dwarf, Param, TypeKind};
 pub use elf::Binary;
 pub use pclntab::{Malformed, PclnVersion, Pclntab, parse_pclntab};
 pub use symtab::{Symtab, parse_symtab};
