@@ -1,0 +1,527 @@
+//! DWARF: functions, their parameters with Go types, and struct member
+//! offsets, read from the target binary's `.debug_*` sections (zlib
+//! compressed since Go 1.19, or `.zdebug_*` from older linkers).
+//!
+//! Everything is read once into owned tables so callers hold no borrow of
+//! the file. The input is hostile: decompression is size-capped, type
+//! resolution is depth- and node-bounded (Go's types are recursive through
+//! pointers and struct members), and malformed data is a typed
+//! [`ResolveError::Corrupt`], never a panic.
+
+use std::{borrow::Cow, collections::HashMap, path::Path};
+
+use gimli::{AttributeValue, DwAt, DwTag, EndianSlice, LittleEndian, SectionId, Unit};
+use object::{Object, ObjectSection};
+
+use super::{Function, ResolveError, Source};
+
+type R<'a> = EndianSlice<'a, LittleEndian>;
+
+/// Past this many nested types the rest is [`TypeKind::Other`]: deeper
+/// nesting is not passed in registers anyway, and it stops cycles.
+const MAX_TYPE_DEPTH: usize = 16;
+/// Type nodes one parameter may expand to, so a hostile wide struct of
+/// wide structs cannot blow up exponentially within the depth cap.
+const MAX_TYPE_NODES: usize = 1024;
+/// Parameters kept per subprogram. Go allows far fewer in practice; the
+/// cap keeps matching a concrete copy against its origin cheap.
+const MAX_PARAMS: usize = 256;
+/// Decompressed sections may be at most this many times the file size.
+/// Real DWARF compresses 3–6×; this only stops decompression bombs.
+const MAX_INFLATE_RATIO: u64 = 64;
+
+/// Go's `DW_AT_go_kind` (cmd/internal/dwarf), holding a `reflect.Kind`.
+const DW_AT_GO_KIND: DwAt = DwAt(0x2900);
+
+/// What the Go register ABI needs to know about a value's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeKind {
+    /// Integer, bool or uintptr of `size` bytes (one integer register).
+    Int {
+        /// Byte size.
+        size: u64,
+    },
+    /// Floating point of `size` bytes (one float register).
+    Float {
+        /// Byte size.
+        size: u64,
+    },
+    /// A pointer, or a Go type that is one underneath: map, chan, func,
+    /// `unsafe.Pointer`.
+    Pointer,
+    /// `string`: pointer and length.
+    String,
+    /// `[]T`: pointer, length, capacity.
+    Slice,
+    /// Any interface (`runtime.iface` or `runtime.eface`): two words.
+    Interface,
+    /// A struct, with its fields in order. Complex numbers are a struct of
+    /// two floats, as the ABI assigns them.
+    Struct {
+        /// Field name, kind and byte offset.
+        fields: Vec<(String, TypeKind, u64)>,
+    },
+    /// A fixed-size array.
+    Array {
+        /// Element kind.
+        elem: Box<TypeKind>,
+        /// Element count.
+        len: u64,
+    },
+    /// Unknown, unresolvable, or nested past the resolution caps.
+    Other,
+}
+
+/// One formal parameter or result of a function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// Source name; Go names unnamed results `~r0`, `~r1`, ….
+    pub name: String,
+    /// Go type name, e.g. `context.Context`, `*k8s.io/…/etcd3.store`.
+    pub type_name: String,
+    /// Byte size of the value (0 when DWARF does not say).
+    pub size: u64,
+    /// A result, not an argument (`DW_AT_variable_parameter` in Go's DWARF).
+    pub is_result: bool,
+    /// The type's shape for register assignment.
+    pub kind: TypeKind,
+}
+
+/// The DWARF facts ktrace uses, read from one binary.
+#[derive(Debug, Default)]
+pub struct Dwarf {
+    functions: Vec<Function>,
+    params: HashMap<String, Vec<Param>>,
+    structs: HashMap<String, Vec<(String, u64)>>,
+}
+
+impl Dwarf {
+    /// Functions with code (`DW_TAG_subprogram` with `low_pc`), sorted by
+    /// entry. File and line are those of the line table at the entry.
+    pub fn functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    /// Parameters then results of the function named `symbol`, in
+    /// declaration order.
+    pub fn params(&self, symbol: &str) -> Option<&[Param]> {
+        self.params.get(symbol).map(Vec::as_slice)
+    }
+
+    /// Byte offset of `member` in the struct type named `type_name`, e.g.
+    /// `runtime.g`.`goid`.
+    pub fn struct_member_offset(&self, type_name: &str, member: &str) -> Option<u64> {
+        self.structs.get(type_name)?.iter().find(|(n, _)| n == member).map(|&(_, off)| off)
+    }
+
+    /// Reads the DWARF of the ELF image `data`; `Ok(None)` when it has no
+    /// `.debug_info` (e.g. built with `-w`).
+    pub(super) fn load(path: &Path, data: &[u8]) -> Result<Option<Dwarf>, ResolveError> {
+        let corrupt = |reason: String| ResolveError::Corrupt { path: path.to_path_buf(), table: ".debug_info", reason };
+        let file = object::File::parse(data).map_err(|e| corrupt(format!("ELF: {e}")))?;
+        if file.section_by_name(".debug_info").is_none() {
+            return Ok(None);
+        }
+        let limit = (data.len() as u64).saturating_mul(MAX_INFLATE_RATIO);
+        let sections = gimli::DwarfSections::load(|id: SectionId| -> Result<Cow<'_, [u8]>, ResolveError> {
+            // object falls back to `.zdebug_*` by itself.
+            let Some(section) = file.section_by_name(id.name()) else { return Ok(Cow::Borrowed(&[])) };
+            let compressed = section.compressed_data().map_err(|e| corrupt(format!("{}: {e}", id.name())))?;
+            if compressed.uncompressed_size > limit {
+                return Err(corrupt(format!(
+                    "{}: claims {} bytes uncompressed",
+                    id.name(),
+                    compressed.uncompressed_size
+                )));
+            }
+            compressed.decompress().map_err(|e| corrupt(format!("{}: {e}", id.name())))
+        })?;
+        let dwarf = sections.borrow(|s| EndianSlice::new(s, LittleEndian));
+        let raw = Raw::read(&dwarf).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(raw.finish()))
+    }
+}
+
+/// A type DIE, kept by its `.debug_info` offset.
+struct TypeDie {
+    tag: DwTag,
+    name: Option<String>,
+    size: Option<u64>,
+    target: Option<u64>,
+    go_kind: Option<u64>,
+    encoding: Option<gimli::DwAte>,
+    /// Struct members: name, type, offset.
+    members: Vec<(String, Option<u64>, u64)>,
+    /// Array element count, from the `DW_TAG_subrange_type` child.
+    count: Option<u64>,
+}
+
+#[derive(Clone, Default)]
+struct RawParam {
+    name: Option<String>,
+    ty: Option<u64>,
+    is_result: Option<bool>,
+    origin: Option<u64>,
+}
+
+struct RawSub {
+    name: Option<String>,
+    origin: Option<u64>,
+    entry: u64,
+    end: u64,
+    file: Option<String>,
+    line: Option<u32>,
+    params: Vec<RawParam>,
+}
+
+/// One pass over every DIE, before references between them are resolved.
+#[derive(Default)]
+struct Raw {
+    types: HashMap<u64, TypeDie>,
+    /// Every formal parameter, for concrete copies that only point at
+    /// their abstract origin.
+    param_dies: HashMap<u64, RawParam>,
+    /// Names of every subprogram, abstract ones included.
+    sub_names: HashMap<u64, String>,
+    /// Parameter offsets of every subprogram, for concrete out-of-line
+    /// copies of inlined functions, whose parameter list may be partial.
+    sub_params: HashMap<u64, Vec<u64>>,
+    subs: Vec<RawSub>,
+}
+
+/// What the DIE walk is currently inside of.
+enum Parent {
+    None,
+    Sub { depth: isize, offset: u64, index: Option<usize> },
+    Type { depth: isize, offset: u64 },
+}
+
+impl Raw {
+    fn read(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<Raw> {
+        let mut raw = Raw::default();
+        let mut headers = dwarf.units();
+        while let Some(header) = headers.next()? {
+            let unit = dwarf.unit(header)?;
+            let lines = LineTable::read(dwarf, &unit)?;
+            raw.read_unit(dwarf, &unit, &lines)?;
+        }
+        Ok(raw)
+    }
+
+    fn read_unit(&mut self, dwarf: &gimli::Dwarf<R<'_>>, unit: &Unit<R<'_>>, lines: &LineTable) -> gimli::Result<()> {
+        let mut parent = Parent::None;
+        let mut cursor = unit.entries();
+        while let Some(die) = cursor.next_dfs()? {
+            let depth = die.depth();
+            let Some(offset) = global(unit, die.offset()) else { continue };
+            let name = || die.attr_value(gimli::DW_AT_name).and_then(|v| string(dwarf, unit, v));
+            match &parent {
+                Parent::Sub { depth: d, .. } | Parent::Type { depth: d, .. } if depth <= *d => parent = Parent::None,
+                _ => {}
+            }
+            match die.tag() {
+                gimli::DW_TAG_subprogram => {
+                    let name = name();
+                    if let Some(n) = &name {
+                        self.sub_names.insert(offset, n.clone());
+                    }
+                    let index = match (die.attr_value(gimli::DW_AT_low_pc), die.attr_value(gimli::DW_AT_high_pc)) {
+                        (Some(AttributeValue::Addr(entry)), Some(high)) => {
+                            let end = match high {
+                                AttributeValue::Addr(end) => Some(end),
+                                other => other.udata_value().and_then(|len| entry.checked_add(len)),
+                            };
+                            end.filter(|&end| end > entry).map(|end| {
+                                let (mut file, line) = lines.at(entry);
+                                if file.is_none() {
+                                    let decl = die.attr_value(gimli::DW_AT_decl_file).and_then(|v| v.udata_value());
+                                    file =
+                                        decl.and_then(|i| lines.files.get(usize::try_from(i).ok()?).cloned().flatten());
+                                }
+                                let origin =
+                                    die.attr_value(gimli::DW_AT_abstract_origin).and_then(|v| reference(unit, v));
+                                self.subs.push(RawSub { name, origin, entry, end, file, line, params: Vec::new() });
+                                self.subs.len() - 1
+                            })
+                        }
+                        _ => None,
+                    };
+                    parent = Parent::Sub { depth, offset, index };
+                }
+                gimli::DW_TAG_formal_parameter => {
+                    let Parent::Sub { depth: d, offset: sub, index } = &parent else { continue };
+                    if depth != d + 1 {
+                        continue; // a parameter of an inlined call inside the body
+                    }
+                    let param = RawParam {
+                        name: name(),
+                        ty: die.attr_value(gimli::DW_AT_type).and_then(|v| reference(unit, v)),
+                        is_result: die.attr_value(gimli::DW_AT_variable_parameter).map(|v| flag(&v)),
+                        origin: die.attr_value(gimli::DW_AT_abstract_origin).and_then(|v| reference(unit, v)),
+                    };
+                    let siblings = self.sub_params.entry(*sub).or_default();
+                    if siblings.len() >= MAX_PARAMS {
+                        continue;
+                    }
+                    siblings.push(offset);
+                    if let Some(s) = index.and_then(|i| self.subs.get_mut(i)) {
+                        s.params.push(param.clone());
+                    }
+                    self.param_dies.insert(offset, param);
+                }
+                gimli::DW_TAG_member | gimli::DW_TAG_subrange_type => {
+                    let Parent::Type { depth: d, offset: ty } = &parent else { continue };
+                    let Some(t) = self.types.get_mut(ty).filter(|_| depth == d + 1) else { continue };
+                    if die.tag() == gimli::DW_TAG_member {
+                        let at = die.attr_value(gimli::DW_AT_data_member_location).and_then(|v| v.udata_value());
+                        let ty = die.attr_value(gimli::DW_AT_type).and_then(|v| reference(unit, v));
+                        // Go writes constant offsets; any other form is not
+                        // something ktrace can place, so the member is left
+                        // out rather than given a made-up offset.
+                        if let Some(at) = at {
+                            t.members.push((name().unwrap_or_default(), ty, at));
+                        }
+                    } else {
+                        t.count = die.attr_value(gimli::DW_AT_count).and_then(|v| v.udata_value());
+                    }
+                }
+                tag @ (gimli::DW_TAG_base_type
+                | gimli::DW_TAG_pointer_type
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_typedef
+                | gimli::DW_TAG_array_type
+                | gimli::DW_TAG_subroutine_type
+                | gimli::DW_TAG_unspecified_type) => {
+                    let t = TypeDie {
+                        tag,
+                        name: name(),
+                        size: die.attr_value(gimli::DW_AT_byte_size).and_then(|v| v.udata_value()),
+                        target: die.attr_value(gimli::DW_AT_type).and_then(|v| reference(unit, v)),
+                        go_kind: die.attr_value(DW_AT_GO_KIND).and_then(|v| v.udata_value()),
+                        encoding: match die.attr_value(gimli::DW_AT_encoding) {
+                            Some(AttributeValue::Encoding(e)) => Some(e),
+                            _ => None,
+                        },
+                        members: Vec::new(),
+                        count: None,
+                    };
+                    self.types.insert(offset, t);
+                    if die.has_children() {
+                        parent = Parent::Type { depth, offset };
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Dwarf {
+        let mut out = Dwarf::default();
+        for t in self.types.values() {
+            if let (gimli::DW_TAG_structure_type, Some(name)) = (t.tag, &t.name) {
+                let members = t.members.iter().map(|(n, _, off)| (n.clone(), *off)).collect();
+                out.structs.entry(name.clone()).or_insert(members);
+            }
+        }
+        // Names whose parameters so far come from an ABI wrapper, which
+        // DWARF names like the function it wraps but gives no parameters.
+        let mut from_wrapper = std::collections::HashSet::new();
+        for sub in &self.subs {
+            let Some(name) = sub.name.clone().or_else(|| self.sub_names.get(&sub.origin?).cloned()) else { continue };
+            let params = self.params_of(sub);
+            out.functions.push(Function {
+                name: name.clone(),
+                entry: sub.entry,
+                end: sub.end,
+                file: sub.file.clone(),
+                line: sub.line,
+                source: Source::Dwarf,
+            });
+            // Go ≤ 1.18 can emit a function twice (golang/go#51725): keep
+            // the first, unless it was a wrapper.
+            let wrapper = sub.file.as_deref().is_some_and(|f| f.ends_with("<autogenerated>"));
+            if !out.params.contains_key(&name) || (from_wrapper.contains(&name) && !wrapper) {
+                if wrapper {
+                    from_wrapper.insert(name.clone());
+                } else {
+                    from_wrapper.remove(&name);
+                }
+                out.params.insert(name, params);
+            }
+        }
+        out.functions.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
+        out
+    }
+
+    /// A concrete copy of an inlined function lists only the parameters
+    /// that have locations, pointing at the abstract origin for their name
+    /// and type, while the origin may lack the results: take the origin's
+    /// list, then the concrete copy's own additions.
+    fn params_of(&self, sub: &RawSub) -> Vec<Param> {
+        let abstract_params = sub.origin.and_then(|o| self.sub_params.get(&o)).map_or(&[][..], Vec::as_slice);
+        let mut raw: Vec<RawParam> = abstract_params.iter().filter_map(|o| self.param_dies.get(o).cloned()).collect();
+        let own = sub.params.iter().filter(|p| p.origin.is_none_or(|o| !abstract_params.contains(&o)));
+        raw.extend(own.cloned());
+        raw.into_iter()
+            .map(|p| {
+                let origin = p.origin.and_then(|o| self.param_dies.get(&o));
+                let name = p.name.or_else(|| origin?.name.clone()).unwrap_or_default();
+                let ty = p.ty.or_else(|| origin?.ty);
+                let is_result = p.is_result.or_else(|| origin?.is_result).unwrap_or(false);
+                let mut budget = MAX_TYPE_NODES;
+                Param {
+                    name,
+                    type_name: ty.and_then(|t| self.types.get(&t)?.name.clone()).unwrap_or_default(),
+                    size: ty.and_then(|t| self.size(t)).unwrap_or(0),
+                    is_result,
+                    kind: ty.map_or(TypeKind::Other, |t| self.kind(t, 0, &mut budget)),
+                }
+            })
+            .collect()
+    }
+
+    /// Byte size, looking through typedefs; pointers are 8 bytes (amd64)
+    /// when Go leaves the size out.
+    fn size(&self, mut offset: u64) -> Option<u64> {
+        for _ in 0..MAX_TYPE_DEPTH {
+            let t = self.types.get(&offset)?;
+            match (t.size, t.tag) {
+                (Some(size), _) => return Some(size),
+                (None, gimli::DW_TAG_pointer_type) => return Some(8),
+                (None, gimli::DW_TAG_typedef) => offset = t.target?,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    fn kind(&self, offset: u64, depth: usize, budget: &mut usize) -> TypeKind {
+        if depth >= MAX_TYPE_DEPTH || *budget == 0 {
+            return TypeKind::Other;
+        }
+        *budget -= 1;
+        let Some(t) = self.types.get(&offset) else { return TypeKind::Other };
+        // reflect.Kind values (Go's DW_AT_go_kind) decide when present.
+        match t.go_kind {
+            Some(20) => return TypeKind::Interface,
+            Some(23) => return TypeKind::Slice,
+            Some(24) => return TypeKind::String,
+            Some(18 | 19 | 21 | 22 | 26) => return TypeKind::Pointer,
+            _ => {}
+        }
+        let name = t.name.as_deref().unwrap_or("");
+        match t.tag {
+            gimli::DW_TAG_typedef => t.target.map_or(TypeKind::Other, |n| self.kind(n, depth + 1, budget)),
+            gimli::DW_TAG_pointer_type => TypeKind::Pointer,
+            gimli::DW_TAG_structure_type if name == "string" => TypeKind::String,
+            gimli::DW_TAG_structure_type if name.starts_with("[]") => TypeKind::Slice,
+            gimli::DW_TAG_structure_type if name == "runtime.iface" || name == "runtime.eface" => TypeKind::Interface,
+            gimli::DW_TAG_structure_type => TypeKind::Struct {
+                fields: t
+                    .members
+                    .iter()
+                    .map(|(n, ty, off)| {
+                        let kind = ty.map_or(TypeKind::Other, |ty| self.kind(ty, depth + 1, budget));
+                        (n.clone(), kind, *off)
+                    })
+                    .collect(),
+            },
+            gimli::DW_TAG_array_type => TypeKind::Array {
+                elem: Box::new(t.target.map_or(TypeKind::Other, |e| self.kind(e, depth + 1, budget))),
+                len: t.count.unwrap_or(0),
+            },
+            gimli::DW_TAG_base_type => match (t.encoding, t.size) {
+                (_, None | Some(0)) => TypeKind::Other,
+                (Some(gimli::DW_ATE_float), Some(size)) => TypeKind::Float { size },
+                (Some(gimli::DW_ATE_complex_float), Some(size)) => {
+                    let half = size / 2;
+                    TypeKind::Struct {
+                        fields: vec![
+                            ("real".into(), TypeKind::Float { size: half }, 0),
+                            ("imag".into(), TypeKind::Float { size: half }, half),
+                        ],
+                    }
+                }
+                (_, Some(size)) => TypeKind::Int { size },
+            },
+            _ => TypeKind::Other,
+        }
+    }
+}
+
+/// One unit's line rows, for the file and line at a function's entry (the
+/// same fact pclntab gives, so the two sources can be compared).
+struct LineTable {
+    /// Address, file index, line; sorted by address, stable.
+    rows: Vec<(u64, u64, u32)>,
+    /// File names by index, as full paths where the table allows.
+    files: Vec<Option<String>>,
+}
+
+impl LineTable {
+    fn read(dwarf: &gimli::Dwarf<R<'_>>, unit: &Unit<R<'_>>) -> gimli::Result<LineTable> {
+        let mut table = LineTable { rows: Vec::new(), files: Vec::new() };
+        let Some(program) = unit.line_program.clone() else { return Ok(table) };
+        let header = program.header();
+        // DWARF 4 numbers files from 1, DWARF 5 from 0; index as the rows do.
+        let first = if header.version() >= 5 { 0 } else { 1 };
+        table.files = (0..first).map(|_| None).collect();
+        for f in header.file_names() {
+            let name = dwarf.attr_string(unit, f.path_name()).ok().map(|s| String::from_utf8_lossy(&s).into_owned());
+            let dir = f
+                .directory(header)
+                .and_then(|d| dwarf.attr_string(unit, d).ok())
+                .map(|s| String::from_utf8_lossy(&s).into_owned());
+            table.files.push(name.map(|n| match dir {
+                Some(d) if !d.is_empty() && !n.starts_with('/') => format!("{d}/{n}"),
+                _ => n,
+            }));
+        }
+        let mut rows = program.rows();
+        while let Some((_, row)) = rows.next_row()? {
+            if !row.end_sequence() {
+                let line = row.line().and_then(|l| u32::try_from(l.get()).ok()).unwrap_or(0);
+                table.rows.push((row.address(), row.file_index(), line));
+            }
+        }
+        table.rows.sort_by_key(|r| r.0);
+        Ok(table)
+    }
+
+    /// File and line of the first row at exactly `addr`.
+    fn at(&self, addr: u64) -> (Option<String>, Option<u32>) {
+        let i = self.rows.partition_point(|r| r.0 < addr);
+        match self.rows.get(i).filter(|r| r.0 == addr) {
+            Some(&(_, file, line)) => {
+                let file = usize::try_from(file).ok().and_then(|f| self.files.get(f).cloned().flatten());
+                (file, Some(line).filter(|&l| l != 0))
+            }
+            None => (None, None),
+        }
+    }
+}
+
+fn global(unit: &Unit<R<'_>>, offset: gimli::UnitOffset) -> Option<u64> {
+    offset.to_debug_info_offset(&unit.header).map(|o| o.0 as u64)
+}
+
+/// A reference to another DIE as a `.debug_info` offset.
+fn reference(unit: &Unit<R<'_>>, value: AttributeValue<R<'_>>) -> Option<u64> {
+    match value {
+        AttributeValue::UnitRef(o) => global(unit, o),
+        AttributeValue::DebugInfoRef(o) => Some(o.0 as u64),
+        _ => None,
+    }
+}
+
+fn string(dwarf: &gimli::Dwarf<R<'_>>, unit: &Unit<R<'_>>, value: AttributeValue<R<'_>>) -> Option<String> {
+    dwarf.attr_string(unit, value).ok().map(|s| String::from_utf8_lossy(&s).into_owned())
+}
+
+fn flag(value: &AttributeValue<R<'_>>) -> bool {
+    match value {
+        AttributeValue::Flag(f) => *f,
+        other => other.udata_value().is_some_and(|v| v != 0),
+    }
+}
