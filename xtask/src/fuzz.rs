@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::run;
 
 /// Every fuzz target in `fuzz/Cargo.toml`.
-const TARGETS: [&str; 4] = ["elf", "pclntab", "buildinfo", "symtab"];
+const TARGETS: [&str; 5] = ["elf", "pclntab", "buildinfo", "symtab", "dwarf"];
 
 /// The section each target's seed is cut from; `None` takes the whole file.
 fn seed_section(target: &str) -> Option<&'static str> {
@@ -34,7 +34,10 @@ pub fn fuzz(root: &Path, seconds: u32) -> Result<()> {
                     .arg(&unstripped)
                     .arg(&seed))?,
                 None => {
-                    fs::copy(&seed_binary, &seed).with_context(|| format!("seeding from {}", seed_binary.display()))?;
+                    // DWARF needs the unstripped build; the rest start from
+                    // the stripped one, which is what production resolves.
+                    let from = if target == "dwarf" { &unstripped } else { &seed_binary };
+                    fs::copy(from, &seed).with_context(|| format!("seeding from {}", from.display()))?;
                 }
             }
         }
