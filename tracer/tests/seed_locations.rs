@@ -42,7 +42,7 @@ fn every_seed_location_parses_as_a_location() {
 }
 
 #[test]
-fn seed_locations_in_the_target_resolve_and_the_rest_say_why() {
+fn seed_locations_in_the_target_resolve_in_every_variant() {
     for variant in [testkit::Variant::Optimized, testkit::Variant::Debug, testkit::Variant::Gopath] {
         let binary = Binary::open(&testkit::target_binary(variant).unwrap()).unwrap();
         let functions = binary.functions().unwrap();
@@ -51,8 +51,9 @@ fn seed_locations_in_the_target_resolve_and_the_rest_say_why() {
             if IN_TARGET.contains(&line) {
                 let got = result.unwrap_or_else(|e| panic!("{variant}: {line}: {e}"));
                 assert!(!got.is_empty(), "{variant}: {line}");
-            } else {
-                let err = result.expect_err(line);
+            } else if let Err(err) = result {
+                // Functions the target lacks, or that optimization inlined
+                // away in this variant (`-N -l` keeps more), fail with why.
                 assert!(matches!(err, SpecError::NoMatch { .. } | SpecError::LineUnsupported(_)), "{line}: {err}");
             }
         }
