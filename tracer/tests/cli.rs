@@ -98,3 +98,24 @@ fn funcs_json_plans_the_stack_guard_entry() {
     assert!(!f["ret_offsets"].as_array().unwrap().is_empty());
     assert!(f["file"].as_str().unwrap().ends_with("staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go"), "{f}");
 }
+
+#[test]
+fn funcs_places_arguments_by_the_register_abi() {
+    let bin = testkit::target_binary(Variant::Optimized).unwrap();
+    let sym = "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create";
+    let out = ktrace(&["funcs", "--binary", bin.to_str().unwrap(), "--funcs", sym, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = v[0]["args"].as_array().expect("DWARF gives argument types");
+    let at = |name: &str| {
+        args.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("{name}: {args:?}"))["location"].clone()
+    };
+    assert_eq!(at("key"), serde_json::json!({"registers": ["RDI", "RSI"]}));
+    assert_eq!(at("ttl"), serde_json::json!({"stack": 0}));
+    assert_eq!(at("~r0"), serde_json::json!({"registers": ["RAX", "RBX"]}));
+
+    let stripped = testkit::target_binary(Variant::Stripped).unwrap();
+    let out = ktrace(&["funcs", "--binary", stripped.to_str().unwrap(), "--funcs", sym, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["args"].is_null(), "no types without DWARF");
+}

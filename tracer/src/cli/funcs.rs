@@ -8,7 +8,11 @@ use serde::Serialize;
 use super::TargetArgs;
 use crate::{
     error::Error,
-    plan::{EntryKind, Planner, ProbePlan},
+    plan::{
+        EntryKind, Planner, ProbePlan,
+        abi::{self, Location, Slot},
+        amd64,
+    },
     resolve::Source,
     spec,
 };
@@ -45,6 +49,8 @@ struct FuncJson<'a> {
     file: Option<&'a str>,
     line: Option<u32>,
     source: Source,
+    /// Where each argument and result lives; `null` without DWARF types.
+    args: Option<Vec<Slot>>,
 }
 
 pub fn run(args: &FuncsArgs) -> Result<(), Error> {
@@ -52,20 +58,26 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
     let selected = spec::select(&spec::parse(&args.funcs)?, &functions)?;
     let planner = Planner::new(&binary, &functions);
     let plans = selected.into_iter().map(|f| planner.plan(f)).collect::<Result<Vec<_>, _>>()?;
+    // Types come from DWARF only; stripped release builds have none.
+    let dwarf = binary.dwarf()?;
+    let layouts: Vec<Option<Vec<Slot>>> = plans
+        .iter()
+        .map(|p| dwarf.as_ref()?.params(&p.function.name).map(|ps| abi::layout(ps, &amd64::REGISTERS)))
+        .collect();
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        let docs: Vec<FuncJson> = plans.iter().map(to_json).collect();
+        let docs: Vec<FuncJson> = plans.iter().zip(layouts).map(|(p, a)| to_json(p, a)).collect();
         serde_json::to_writer_pretty(&mut out, &docs).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        print_table(&mut out, &plans)?;
+        print_table(&mut out, &plans, &layouts)?;
     }
     Ok(())
 }
 
-fn to_json(p: &ProbePlan) -> FuncJson<'_> {
+fn to_json(p: &ProbePlan, args: Option<Vec<Slot>>) -> FuncJson<'_> {
     FuncJson {
         symbol: &p.function.name,
         entry: format!("{:#x}", p.function.entry),
@@ -76,12 +88,30 @@ fn to_json(p: &ProbePlan) -> FuncJson<'_> {
         file: p.function.file.as_deref(),
         line: p.function.line,
         source: p.function.source,
+        args,
     }
 }
 
-fn print_table(out: &mut impl Write, plans: &[ProbePlan]) -> std::io::Result<()> {
-    writeln!(out, "{:<18} {:<12} {:>4}  {:<8} {:<60} SYMBOL", "ENTRY", "ENTRY-SITE", "RETS", "ORIGIN", "SOURCE")?;
-    for p in plans {
+/// `key=RDI:RSI ttl=stack+0 ~r0=RAX:RBX`, or `-` without types.
+fn args_text(args: &Option<Vec<Slot>>) -> String {
+    let Some(slots) = args else { return "-".into() };
+    slots
+        .iter()
+        .map(|s| {
+            let at = match &s.location {
+                Location::Registers(rs) => rs.join(":"),
+                Location::Stack(off) => format!("stack+{off}"),
+                Location::Unknown => "?".into(),
+            };
+            format!("{}={at}", s.name)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_table(out: &mut impl Write, plans: &[ProbePlan], args: &[Option<Vec<Slot>>]) -> std::io::Result<()> {
+    writeln!(out, "{:<18} {:<12} {:>4}  {:<8} {:<60} SYMBOL  ARGS", "ENTRY", "ENTRY-SITE", "RETS", "ORIGIN", "SOURCE")?;
+    for (p, a) in plans.iter().zip(args) {
         let site = match p.entry_kind {
             EntryKind::StackGuard { .. } => format!("+{:#x} guard", p.entry.addr - p.function.entry),
             EntryKind::FirstInstruction => "+0x0 first".to_string(),
@@ -95,13 +125,14 @@ fn print_table(out: &mut impl Write, plans: &[ProbePlan]) -> std::io::Result<()>
             serde_json::to_value(p.function.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         writeln!(
             out,
-            "{:<#18x} {:<12} {:>4}  {:<8} {:<60} {}",
+            "{:<#18x} {:<12} {:>4}  {:<8} {:<60} {}  {}",
             p.function.entry,
             site,
             p.rets.len(),
             origin,
             src,
-            p.function.name
+            p.function.name,
+            args_text(a)
         )?;
     }
     Ok(())

@@ -13,6 +13,13 @@ use tracer_common::{GUARD_CF, GUARD_ZF};
 use super::{EntryKind, PlanError, ProbePlan, Site};
 use crate::resolve::Function;
 
+/// Go's ABIInternal register files on amd64 (integer args and results in
+/// this order; g lives in R14 and is never an argument).
+pub const REGISTERS: super::abi::Registers = super::abi::Registers {
+    int: &["RAX", "RBX", "RCX", "RDI", "RSI", "R8", "R9", "R10", "R11"],
+    float: &["X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "X9", "X10", "X11", "X12", "X13", "X14"],
+};
+
 /// Offset of `stackguard0` in `runtime.g`; stable since the register ABI.
 const STACKGUARD0_OFFSET: u64 = 16;
 

@@ -7,6 +7,7 @@
 //! This layer reads function bytes through [`Binary`]; it never touches a
 //! live process.
 
+pub mod abi;
 pub mod amd64;
 
 use crate::resolve::{Binary, Function, ResolveError};
