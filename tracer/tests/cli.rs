@@ -114,6 +114,14 @@ fn funcs_places_arguments_by_the_register_abi() {
     assert_eq!(at("ttl"), serde_json::json!({"stack": 0}));
     assert_eq!(at("~r0"), serde_json::json!({"registers": ["RAX", "RBX"]}));
 
+    // The generated pointer wrapper of a value method: its DWARF omits the
+    // receiver, which still takes RAX, so ctx moves to RBX:RCX.
+    let wrapper = "k8s.io/apiserver/pkg/authorization/union.(*unionAuthzHandler).Authorize";
+    let out = ktrace(&["funcs", "--binary", bin.to_str().unwrap(), "--funcs", wrapper, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ctx = v[0]["args"].as_array().unwrap().iter().find(|a| a["name"] == "ctx").unwrap().clone();
+    assert_eq!(ctx["location"], serde_json::json!({"registers": ["RBX", "RCX"]}), "{v}");
+
     let stripped = testkit::target_binary(Variant::Stripped).unwrap();
     let out = ktrace(&["funcs", "--binary", stripped.to_str().unwrap(), "--funcs", sym, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

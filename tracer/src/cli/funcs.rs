@@ -62,7 +62,11 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
     let dwarf = binary.dwarf()?;
     let layouts: Vec<Option<Vec<Slot>>> = plans
         .iter()
-        .map(|p| dwarf.as_ref()?.params(&p.function.name).map(|ps| abi::layout(ps, &amd64::REGISTERS)))
+        .map(|p| {
+            let params = dwarf.as_ref()?.params(&p.function.name)?;
+            let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
+            Some(abi::layout(&params, &amd64::REGISTERS))
+        })
         .collect();
 
     let stdout = std::io::stdout();
