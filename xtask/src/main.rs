@@ -35,10 +35,12 @@ fn main() -> ExitCode {
         Some("build-targets") => gotargets::build(&root),
         Some("demo") => demo::run(&root),
         Some("test") => test(&root),
-        Some("fuzz") => {
-            let seconds = std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse()).unwrap_or(FUZZ_SECONDS);
-            setup::run().and_then(|()| gotargets::build(&root)).and_then(|()| fuzz::fuzz(&root, seconds))
-        }
+        Some("fuzz") => match std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse::<u32>()) {
+            Ok(seconds) => {
+                setup::run().and_then(|()| gotargets::build(&root)).and_then(|()| fuzz::fuzz(&root, seconds))
+            }
+            Err(e) => Err(anyhow::anyhow!("fuzz: SECS must be a whole number of seconds ({e})")),
+        },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
