@@ -84,6 +84,61 @@ fn test(root: &Path) -> Result<()> {
     eprintln!("xtask: cargo clippy");
     run(cargo().current_dir(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     eprintln!("xtask: cargo test");
-    run(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]))?;
-    fuzz::fuzz(root, FUZZ_SECONDS)
+    let (passed, failed) = cargo_test(root)?;
+    fuzz::fuzz(root, FUZZ_SECONDS)?;
+    // The fuzzers' statistics come last otherwise; end on the test totals.
+    println!("xtask: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs the workspace tests, echoing their output, and totals the
+/// `test result:` lines of every test binary.
+fn cargo_test(root: &Path) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cargo()
+        .current_dir(root)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo test failed ({status}): {passed} passed, {failed} failed");
+    }
+    Ok((passed, failed))
+}
+
+/// The number before `what` in `ok. 12 passed; 0 failed; …`.
+fn count(summary: &str, what: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(what.trim_start())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn totals_come_from_cargo_test_summaries() {
+        let ok = "ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s";
+        assert_eq!((count(ok, " passed"), count(ok, " failed")), (12, 0));
+        let bad = "FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.10s";
+        assert_eq!((count(bad, " passed"), count(bad, " failed")), (3, 2));
+        assert_eq!(count("garbage", " passed"), 0);
+    }
 }
