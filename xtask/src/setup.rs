@@ -67,16 +67,20 @@ fn cargo_bin(name: &str) -> std::path::PathBuf {
     home.join("bin").join(name)
 }
 
-fn bpf_linker() -> Result<()> {
-    let installed = Command::new(cargo_bin("bpf-linker"))
+/// True when `~/.cargo/bin/NAME --version` runs and names `version`.
+fn cargo_tool_installed(name: &str, version: &str) -> bool {
+    Command::new(cargo_bin(name))
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
-    if installed {
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
+}
+
+fn bpf_linker() -> Result<()> {
+    if cargo_tool_installed("bpf-linker", BPF_LINKER_VERSION) {
         return Ok(());
     }
     eprintln!(
-        "xtask setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about 5-10 minutes on 2 cores)"
+        "xtask setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about 2 minutes on 2 cores)"
     );
     exec(
         Command::new("cargo")
@@ -98,11 +102,7 @@ fn bpf_linker() -> Result<()> {
 /// cargo-fuzz drives libFuzzer through rustup's nightly, which ships with
 /// the machine image; only the cargo subcommand needs installing.
 fn cargo_fuzz() -> Result<()> {
-    let installed = Command::new(cargo_bin("cargo-fuzz"))
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION));
-    if installed {
+    if cargo_tool_installed("cargo-fuzz", CARGO_FUZZ_VERSION) {
         return Ok(());
     }
     eprintln!("xtask setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");

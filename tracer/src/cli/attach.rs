@@ -15,8 +15,6 @@ use super::TargetArgs;
 use crate::{
     attach::{FunctionCounts, Session, privileges},
     error::Error,
-    plan::Planner,
-    spec,
 };
 
 pub const EXAMPLES: &str = "\
@@ -31,7 +29,8 @@ Examples:
 pub struct AttachArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Comma-separated Go symbols; `*` matches any run of characters
+    /// Comma-separated presets (authn, authz, admission, handlers, registry, cacher, storage, all),
+    /// Go symbols with `*` globs, or Delve locations (path/file.go:Func)
     #[arg(long, value_name = "SPEC")]
     funcs: String,
     /// Stop after this long (e.g. 5s, 2m); default: until Ctrl-C or the target exits
@@ -47,10 +46,7 @@ const LIVENESS_POLL: Duration = Duration::from_millis(200);
 
 pub fn run(args: &AttachArgs) -> Result<(), Error> {
     privileges::check()?;
-    let (binary, functions) = args.target.open()?;
-    let selected = spec::select(&spec::parse(&args.funcs)?, &functions)?;
-    let planner = Planner::new(&binary, &functions);
-    let plans = selected.into_iter().map(|f| planner.plan(f)).collect::<Result<Vec<_>, _>>()?;
+    let (binary, plans) = args.target.plan(&args.funcs)?;
     let pid = args.target.pid;
 
     let session = Session::attach(pid, &binary, &plans)?;

@@ -9,12 +9,11 @@ use super::TargetArgs;
 use crate::{
     error::Error,
     plan::{
-        EntryKind, Planner, ProbePlan,
+        EntryKind, ProbePlan,
         abi::{self, Location, Slot},
         amd64,
     },
     resolve::Source,
-    spec,
 };
 
 pub const EXAMPLES: &str = "\
@@ -26,7 +25,8 @@ Examples:
 pub struct FuncsArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Comma-separated Go symbols; `*` matches any run of characters
+    /// Comma-separated presets (authn, authz, admission, handlers, registry, cacher, storage, all),
+    /// Go symbols with `*` globs, or Delve locations (path/file.go:Func)
     #[arg(long, value_name = "SPEC")]
     funcs: String,
     /// Print a JSON array instead of a table
@@ -54,10 +54,7 @@ struct FuncJson<'a> {
 }
 
 pub fn run(args: &FuncsArgs) -> Result<(), Error> {
-    let (binary, functions) = args.target.open()?;
-    let selected = spec::select(&spec::parse(&args.funcs)?, &functions)?;
-    let planner = Planner::new(&binary, &functions);
-    let plans = selected.into_iter().map(|f| planner.plan(f)).collect::<Result<Vec<_>, _>>()?;
+    let (binary, plans) = args.target.plan(&args.funcs)?;
     // Types come from DWARF only; stripped release builds have none.
     let dwarf = binary.dwarf()?;
     let layouts: Vec<Option<Vec<Slot>>> = plans
@@ -125,15 +122,13 @@ fn print_table(out: &mut impl Write, plans: &[ProbePlan], args: &[Option<Vec<Slo
             (Some(f), None) => f.clone(),
             _ => "?".into(),
         };
-        let origin =
-            serde_json::to_value(p.function.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         writeln!(
             out,
             "{:<#18x} {:<12} {:>4}  {:<8} {:<60} {}  {}",
             p.function.entry,
             site,
             p.rets.len(),
-            origin,
+            p.function.source.as_str(),
             src,
             p.function.name,
             args_text(a)

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     error::Error,
-    resolve::{Binary, Function},
+    plan::{Planner, ProbePlan},
+    resolve::Binary,
+    spec,
 };
 
 /// Trace a running kube-apiserver (or any Go >= 1.17 program) without stopping it.
@@ -59,13 +61,16 @@ impl TargetArgs {
         }
     }
 
-    /// Opens the binary and lists its functions, checking it is a Go program
-    /// new enough to trace.
-    fn open(&self) -> Result<(Binary, Vec<Function>), Error> {
+    /// Opens the binary, checks it is a Go program new enough to trace, and
+    /// plans probe sites for every function `spec` selects.
+    fn plan(&self, spec: &str) -> Result<(Binary, Vec<ProbePlan>), Error> {
         let binary = Binary::open(&self.path()?)?;
         binary.check_go()?;
         let functions = binary.functions()?;
-        Ok((binary, functions))
+        let selected = spec::select(&spec::parse(spec)?, &functions)?;
+        let planner = Planner::new(&binary, &functions);
+        let plans = selected.into_iter().map(|f| planner.plan(f)).collect::<Result<Vec<_>, _>>()?;
+        Ok((binary, plans))
     }
 }
 

@@ -32,6 +32,17 @@ pub enum Source {
     Symtab,
 }
 
+impl Source {
+    /// The name used in output: `dwarf`, `pclntab` or `symtab`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Dwarf => "dwarf",
+            Source::Pclntab => "pclntab",
+            Source::Symtab => "symtab",
+        }
+    }
+}
+
 /// One function of the target binary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Function {

@@ -149,16 +149,36 @@ fn func_matches(local: &str, func: &str) -> bool {
     local == func || local.strip_suffix(func).is_some_and(|head| head.ends_with('.'))
 }
 
-fn item_matches(item: &Item, f: &Function) -> bool {
-    match item {
-        Item::Preset(name) => {
-            presets::lookup(name).is_some_and(|es| es.iter().any(|e| e.matches(&f.name, f.file.as_deref())))
+/// An item made ready to test many functions: a preset's entries are
+/// looked up once per item, not once per function.
+enum Matcher<'i> {
+    Entries(Vec<presets::Entry>),
+    Symbol(&'i str),
+    FileFunc { file: &'i str, func: &'i str },
+    Nothing,
+}
+
+impl Item {
+    fn matcher(&self) -> Matcher<'_> {
+        match self {
+            Item::Preset(name) => presets::lookup(name).map_or(Matcher::Nothing, Matcher::Entries),
+            Item::Symbol(pattern) => Matcher::Symbol(pattern),
+            Item::FileFunc { file, func } => Matcher::FileFunc { file, func },
+            Item::FileLine { .. } => Matcher::Nothing,
         }
-        Item::Symbol(pattern) => pattern_match(pattern, &f.name),
-        Item::FileFunc { file, func } => {
-            f.file.as_deref().is_some_and(|ff| path_suffix(ff, file)) && func_matches(local_name(&f.name), func)
+    }
+}
+
+impl Matcher<'_> {
+    fn matches(&self, f: &Function) -> bool {
+        match self {
+            Matcher::Entries(entries) => entries.iter().any(|e| e.matches(&f.name, f.file.as_deref())),
+            Matcher::Symbol(pattern) => pattern_match(pattern, &f.name),
+            Matcher::FileFunc { file, func } => {
+                f.file.as_deref().is_some_and(|ff| path_suffix(ff, file)) && func_matches(local_name(&f.name), func)
+            }
+            Matcher::Nothing => false,
         }
-        Item::FileLine { .. } => false,
     }
 }
 
@@ -181,7 +201,8 @@ pub fn select<'f>(items: &[Item], functions: &'f [Function]) -> Result<Vec<&'f F
         if let Item::FileLine { .. } = item {
             return Err(SpecError::LineUnsupported(item.text()));
         }
-        let mut matched: Vec<&Function> = functions.iter().filter(|f| item_matches(item, f)).collect();
+        let matcher = item.matcher();
+        let mut matched: Vec<&Function> = functions.iter().filter(|f| matcher.matches(f)).collect();
         if matched.is_empty() {
             matched = functions.iter().filter(|f| closure_fallback(item, f)).collect();
         }

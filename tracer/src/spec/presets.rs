@@ -147,11 +147,6 @@ pub fn lookup(name: &str) -> Option<Vec<Entry>> {
     PRESETS.iter().find(|(p, _)| *p == name).map(|(_, es)| es.to_vec())
 }
 
-/// The preset a symbol belongs to, if any (used to group report rows).
-pub fn group_of(symbol: &str, file: Option<&str>) -> Option<&'static str> {
-    PRESETS.iter().find(|(_, es)| es.iter().any(|e| e.matches(symbol, file))).map(|(p, _)| *p)
-}
-
 impl Entry {
     /// True when `symbol` (with or without the vendor prefix) matches, and the
     /// source file, if both sides know it, has the required suffix.
