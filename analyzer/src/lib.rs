@@ -1,8 +1,9 @@
 //! ktrace's analysis layer. It owns the documents the tracer writes and later
-//! tools read, so their format is defined in exactly one place.
-//!
-//! Today it holds the `ktrace attach --json` summary; pprof decoding,
-//! flamegraphs and the merged report (`ktrace flame`) build on it.
+//! tools read, so their format is defined in exactly one place: the
+//! `ktrace attach --json` summary ([`summary`]), the trace file ([`trace`]),
+//! and percentiles from the kernel's histograms ([`hist`]).
 #![deny(missing_docs)]
 
+pub mod hist;
 pub mod summary;
+pub mod trace;

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod caps;
+pub mod hist;
 
 /// Maximum number of traced functions in one session; sizes the counter maps.
 pub const MAX_FUNCS: u32 = 4096;

@@ -1,0 +1,452 @@
+//! The trace file written by `ktrace attach --output TRACE` and read by
+//! `ktrace flame` (documented for users in docs/trace-format.md).
+//!
+//! It is JSON Lines: one record per line, each an object whose `type` field
+//! says what it is. A file starts with one `header`, then holds `call`
+//! records as they are read from the kernel, then one `function` record per
+//! traced function (exact counters and the latency histogram), optional
+//! `profile` records (a pprof profile fetched over the same window), and ends
+//! with one `end` record. A trace cut short (ktrace was killed) has no `end`
+//! and may lack the `function` records; it still reads, and says so.
+//!
+//! The reader treats the file as untrusted: every error names the line.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, BufRead, Read, Write},
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::summary::{LatencyNs, Mode};
+
+/// Value of `header.format`.
+pub const FORMAT: &str = "ktrace-trace";
+/// Value of `header.version` this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// One line of the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// First line: what was traced.
+    Header(Header),
+    /// One traced call that returned.
+    Call(Call),
+    /// Exact totals of one function.
+    Function(FunctionStats),
+    /// A pprof profile covering the trace window.
+    Profile(Profile),
+    /// Last line.
+    End(End),
+}
+
+/// What was traced, and the function table the other records refer to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`] for this build.
+    pub version: u32,
+    /// Entry probes only, or entry and RET probes.
+    pub mode: Mode,
+    /// Traced process, when one PID was traced.
+    pub pid: Option<u32>,
+    /// Path of the traced binary as ktrace opened it.
+    pub binary: String,
+    /// GNU build id of the binary, hex.
+    pub build_id: Option<String>,
+    /// Go version from the binary's build info.
+    pub go_version: Option<String>,
+    /// Wall-clock time of attach, nanoseconds since the Unix epoch. Every
+    /// `start_ns` in the file counts from here.
+    pub start_unix_ns: u64,
+    /// Traced functions; `call.func` and `function.func` index this list.
+    pub functions: Vec<TracedFunction>,
+}
+
+/// One traced function (or source line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedFunction {
+    /// Index used by the other records.
+    pub id: u32,
+    /// Go symbol, or `file.go:LINE in symbol` for a line probe.
+    pub symbol: String,
+    /// Source file of the function's entry.
+    pub file: Option<String>,
+    /// Source line of the function's entry.
+    pub line: Option<u32>,
+    /// Presets the function belongs to (`authn`, `storage`, …); may be empty.
+    pub groups: Vec<String>,
+}
+
+/// A captured argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ArgValue {
+    /// An integer or pointer.
+    Int(u64),
+    /// String contents, cut to the capture limit (see `Call::truncated`).
+    Str(String),
+}
+
+/// One call that returned while the trace ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// Index into `header.functions`.
+    pub func: u32,
+    /// Address of the goroutine's `runtime.g`: stable while a call is in flight.
+    pub g: u64,
+    /// Goroutine id, when the binary's DWARF gave the offset of `g.goid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goid: Option<u64>,
+    /// Start, in nanoseconds after `header.start_unix_ns`.
+    pub start_ns: u64,
+    /// Wall duration in nanoseconds.
+    pub dur_ns: u64,
+    /// Whether the function's `error` result was non-nil; absent when the
+    /// function has no error result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<bool>,
+    /// Captured arguments by parameter name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, ArgValue>,
+    /// True when a string argument was longer than the capture limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Callers of the traced function, innermost first, symbolized; empty
+    /// unless stacks were requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<String>,
+}
+
+/// One latency histogram bucket: calls that took `[lo, hi)` nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Inclusive lower bound, ns.
+    pub lo: u64,
+    /// Exclusive upper bound, ns.
+    pub hi: u64,
+    /// Number of calls.
+    pub count: u64,
+}
+
+/// Exact totals of one function over the whole trace. Never sampled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionStats {
+    /// Index into `header.functions`.
+    pub func: u32,
+    /// Calls (entry passes, stack-growth re-entries excluded).
+    pub calls: u64,
+    /// Calls whose error result was non-nil; absent when not measured.
+    pub errors: Option<u64>,
+    /// Latency summary; absent in count-only mode.
+    pub latency_ns: Option<LatencyNs>,
+    /// Non-empty latency buckets in increasing order.
+    #[serde(default)]
+    pub histogram: Vec<Bucket>,
+    /// Why tracing of this function stopped early (e.g. over `--max-rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
+}
+
+/// A pprof profile stored with the trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Profile name as served by /debug/pprof (`profile` for CPU).
+    pub kind: String,
+    /// When fetching started, ns after `header.start_unix_ns`.
+    pub start_ns: u64,
+    /// Window the profile covers, ns.
+    pub duration_ns: u64,
+    /// The profile body exactly as served (gzipped profile.proto), base64.
+    pub data_base64: String,
+}
+
+/// Totals of the session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    /// Wall time between attach and the final read, ns.
+    pub duration_ns: u64,
+    /// Call events lost because the ring buffer was full.
+    pub dropped_events: u64,
+    /// Call events the kernel did not emit because detail was being sampled.
+    pub sampled_out: u64,
+}
+
+/// A whole trace, read back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// The header; `None` only for an empty file (which [`read`] rejects).
+    pub header: Option<Header>,
+    /// Every call record, in file order.
+    pub calls: Vec<Call>,
+    /// Totals per function.
+    pub functions: Vec<FunctionStats>,
+    /// Profiles stored with the trace.
+    pub profiles: Vec<Profile>,
+    /// The end record; `None` when the trace was cut short.
+    pub end: Option<End>,
+}
+
+impl Trace {
+    /// The header of a trace returned by [`read`], which always has one.
+    pub fn header(&self) -> &Header {
+        self.header.as_ref().expect("read() rejects traces without a header")
+    }
+
+    /// The function a record's `func` field names.
+    pub fn function(&self, id: u32) -> Option<&TracedFunction> {
+        self.header.as_ref()?.functions.get(id as usize)
+    }
+}
+
+/// Why a trace file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// Reading failed.
+    #[error("reading the trace: {0}")]
+    Io(#[from] io::Error),
+    /// The file is empty.
+    #[error("the trace file is empty")]
+    Empty,
+    /// A line is not a trace record.
+    #[error("line {line}: not a ktrace trace record: {reason}")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The first record is not a header of a known format and version.
+    #[error(
+        "not a ktrace trace (format {format:?}, version {version}; this ktrace reads {FORMAT:?} version {VERSION})"
+    )]
+    Format {
+        /// Format found.
+        format: String,
+        /// Version found.
+        version: u32,
+    },
+}
+
+fn malformed(line: usize, reason: impl Into<String>) -> TraceError {
+    TraceError::Malformed { line, reason: reason.into() }
+}
+
+/// Longest line accepted: a call with a deep stack and long arguments is a
+/// few KiB; a profile record holds a whole base64 profile.
+const MAX_LINE: usize = 256 << 20;
+
+/// Reads a whole trace, checking that every record refers to a function of
+/// the header.
+pub fn read<R: BufRead>(mut input: R) -> Result<Trace, TraceError> {
+    let mut trace = Trace::default();
+    let mut buf = Vec::new();
+    let mut line = 0usize;
+    loop {
+        buf.clear();
+        let n = Read::take(&mut input, MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        if buf.len() > MAX_LINE {
+            return Err(malformed(line, "line too long"));
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let record: Record = serde_json::from_slice(&buf).map_err(|e| malformed(line, e.to_string()))?;
+        let nfuncs = trace.header.as_ref().map(|h| h.functions.len());
+        let check_func = |func: u32| match nfuncs {
+            Some(n) if (func as usize) < n => Ok(()),
+            Some(n) => Err(malformed(line, format!("function {func} is not in the header's {n} functions"))),
+            None => unreachable!("header checked first"),
+        };
+        match (record, &trace.header) {
+            (Record::Header(h), None) => {
+                if h.format != FORMAT || h.version != VERSION {
+                    return Err(TraceError::Format { format: h.format, version: h.version });
+                }
+                if let Some((i, f)) = h.functions.iter().enumerate().find(|(i, f)| f.id as usize != *i) {
+                    return Err(malformed(line, format!("function {i} has id {}", f.id)));
+                }
+                trace.header = Some(h);
+            }
+            (_, None) => return Err(malformed(line, "the first record must be the header")),
+            (Record::Header(_), Some(_)) => return Err(malformed(line, "a second header")),
+            (_, Some(_)) if trace.end.is_some() => return Err(malformed(line, "a record after the end record")),
+            (Record::Call(c), Some(_)) => {
+                check_func(c.func)?;
+                trace.calls.push(c);
+            }
+            (Record::Function(f), Some(_)) => {
+                check_func(f.func)?;
+                trace.functions.push(f);
+            }
+            (Record::Profile(p), Some(_)) => trace.profiles.push(p),
+            (Record::End(e), Some(_)) => trace.end = Some(e),
+        }
+    }
+    if trace.header.is_none() {
+        return Err(TraceError::Empty);
+    }
+    Ok(trace)
+}
+
+/// Writes a trace record by record. Each record is one line; nothing is
+/// buffered beyond what the inner writer buffers, so wrap it in a
+/// `BufWriter`.
+pub struct TraceWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> TraceWriter<W> {
+    /// Starts a trace by writing its header.
+    pub fn new(out: W, header: &Header) -> io::Result<Self> {
+        let mut w = Self { out };
+        w.record(&Record::Header(header.clone()))?;
+        Ok(w)
+    }
+
+    /// Writes one record.
+    pub fn record(&mut self, record: &Record) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Writes one call.
+    pub fn call(&mut self, call: &Call) -> io::Result<()> {
+        self.record(&Record::Call(call.clone()))
+    }
+
+    /// Flushes the inner writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Writes the end record, flushes, and returns the inner writer.
+    pub fn finish(mut self, end: &End) -> io::Result<W> {
+        self.record(&Record::End(end.clone()))?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            mode: Mode::Latency,
+            pid: Some(7),
+            binary: "/bin/x".into(),
+            build_id: None,
+            go_version: Some("go1.19".into()),
+            start_unix_ns: 1,
+            functions: vec![TracedFunction {
+                id: 0,
+                symbol: "main.f".into(),
+                file: Some("main.go".into()),
+                line: Some(3),
+                groups: vec!["storage".into()],
+            }],
+        }
+    }
+
+    fn call() -> Call {
+        Call {
+            func: 0,
+            g: 0xc000_0010_00,
+            goid: Some(5),
+            start_ns: 10,
+            dur_ns: 2_000_000,
+            error: Some(true),
+            args: [("key".to_string(), ArgValue::Str("/registry/a".into())), ("ttl".into(), ArgValue::Int(0))]
+                .into_iter()
+                .collect(),
+            truncated: false,
+            stack: vec!["main.caller".into()],
+        }
+    }
+
+    fn write(records: &[Record]) -> Vec<u8> {
+        let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+        for r in records {
+            w.record(r).unwrap();
+        }
+        w.finish(&End { duration_ns: 9, dropped_events: 1, sampled_out: 2 }).unwrap()
+    }
+
+    #[test]
+    fn round_trips() {
+        let stats = FunctionStats {
+            func: 0,
+            calls: 1,
+            errors: Some(1),
+            latency_ns: Some(LatencyNs { p50: 1, p90: 2, p99: 3, max: 4, sum: 5 }),
+            histogram: vec![Bucket { lo: 1, hi: 2, count: 1 }],
+            detached: None,
+        };
+        let bytes = write(&[Record::Call(call()), Record::Function(stats.clone())]);
+        let t = read(&bytes[..]).unwrap();
+        assert_eq!(t.header(), &header());
+        assert_eq!(t.calls, vec![call()]);
+        assert_eq!(t.functions, vec![stats]);
+        assert_eq!(t.end.as_ref().unwrap().dropped_events, 1);
+        assert_eq!(t.function(0).unwrap().symbol, "main.f");
+    }
+
+    #[test]
+    fn a_trace_cut_short_still_reads() {
+        let bytes = write(&[Record::Call(call())]);
+        let cut = &bytes[..bytes.len() - 1 - bytes[..bytes.len() - 1].iter().rev().position(|&b| b == b'\n').unwrap()];
+        let t = read(cut).unwrap();
+        assert_eq!(t.calls.len(), 1);
+        assert!(t.end.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_input_with_the_line_number() {
+        let err = read(&b""[..]).unwrap_err();
+        assert!(matches!(err, TraceError::Empty), "{err}");
+
+        let mut bytes = write(&[]);
+        bytes.splice(
+            0..0,
+            b"{\"type\":\"end\",\"duration_ns\":1,\"dropped_events\":0,\"sampled_out\":0}\n".iter().copied(),
+        );
+        assert!(read(&bytes[..]).unwrap_err().to_string().contains("line 1: "));
+
+        let mut c = call();
+        c.func = 3;
+        let err = read(&write(&[Record::Call(c)])[..]).unwrap_err();
+        assert!(err.to_string().starts_with("line 2: ") && err.to_string().contains("function 3"), "{err}");
+
+        let mut bytes = write(&[]);
+        bytes.extend_from_slice(b"{\"type\":\"call\", garbage\n");
+        assert!(read(&bytes[..]).unwrap_err().to_string().starts_with("line 3: "));
+
+        let mut h = header();
+        h.version = 99;
+        let bytes = TraceWriter::new(Vec::new(), &h)
+            .unwrap()
+            .finish(&End { duration_ns: 0, dropped_events: 0, sampled_out: 0 })
+            .unwrap();
+        assert!(matches!(read(&bytes[..]).unwrap_err(), TraceError::Format { version: 99, .. }));
+    }
+
+    #[test]
+    fn call_json_uses_the_documented_names() {
+        let v = serde_json::to_value(Record::Call(call())).unwrap();
+        for field in ["type", "func", "g", "goid", "start_ns", "dur_ns", "error", "args", "stack"] {
+            assert!(v.get(field).is_some(), "missing {field}: {v}");
+        }
+        assert_eq!(v["type"], "call");
+        assert_eq!(v["args"]["key"], "/registry/a");
+    }
+}
