@@ -361,7 +361,7 @@ mod tests {
     fn call() -> Call {
         Call {
             func: 0,
-            g: 0xc000_0010_00,
+            g: 0xc000_1000,
             goid: Some(5),
             start_ns: 10,
             dur_ns: 2_000_000,
