@@ -3,6 +3,8 @@
 //! holds those locations, one per line, as users typed them after `(dlv) b`.
 
 use tracer::{
+    error::Error,
+    plan::sites,
     resolve::Binary,
     spec::{self, Item, SpecError},
 };
@@ -47,14 +49,23 @@ fn seed_locations_in_the_target_resolve_in_every_variant() {
         let binary = Binary::open(&testkit::target_binary(variant).unwrap()).unwrap();
         let functions = binary.functions().unwrap();
         for line in LOCATIONS.lines().filter(|l| !l.is_empty()) {
-            let result = spec::select(&spec::parse(line).unwrap(), &functions);
+            let result = sites::plan_items(&binary, &functions, &spec::parse(line).unwrap());
             if IN_TARGET.contains(&line) {
                 let got = result.unwrap_or_else(|e| panic!("{variant}: {line}: {e}"));
                 assert!(!got.is_empty(), "{variant}: {line}");
             } else if let Err(err) = result {
-                // Functions the target lacks, or that optimization inlined
-                // away in this variant (`-N -l` keeps more), fail with why.
-                assert!(matches!(err, SpecError::NoMatch { .. } | SpecError::LineUnsupported(_)), "{line}: {err}");
+                // Functions or files the target lacks, or that optimization
+                // inlined away in this variant (`-N -l` keeps more), and
+                // lines without code, fail with why.
+                assert!(
+                    matches!(
+                        err,
+                        Error::Spec(
+                            SpecError::NoMatch { .. } | SpecError::NoSuchFile { .. } | SpecError::LineHasNoCode { .. }
+                        )
+                    ),
+                    "{line}: {err}"
+                );
             }
         }
     }

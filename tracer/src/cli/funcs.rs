@@ -1,6 +1,7 @@
-//! `ktrace funcs`: resolve a spec and show each function's probe plan.
+//! `ktrace funcs`: resolve a spec and show each function's probe plan, the
+//! sites of `file.go:LINE` locations, and where each function was inlined.
 
-use std::io::Write;
+use std::{collections::HashMap, io::Write};
 
 use clap::Args;
 use serde::Serialize;
@@ -9,24 +10,26 @@ use super::TargetArgs;
 use crate::{
     error::Error,
     plan::{
-        EntryKind, ProbePlan,
+        EntryKind, PlanError, ProbePlan, Target,
         abi::{self, Location, Slot},
-        amd64,
+        arch, sites,
     },
-    resolve::Source,
+    resolve::{Binary, Function, InlinedCall, Source},
+    spec,
 };
 
 pub const EXAMPLES: &str = "\
 Examples:
   ktrace funcs --pid $(pgrep kube-apiserver) --funcs 'k8s.io/apiserver/pkg/storage/etcd3.(*store).Create'
-  ktrace funcs --binary ./kube-apiserver --funcs '*etcd3.(*store).*' --json";
+  ktrace funcs --binary ./kube-apiserver --funcs '*etcd3.(*store).*' --json
+  ktrace funcs --binary ./kube-apiserver --funcs staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:52";
 
 #[derive(Debug, Args)]
 pub struct FuncsArgs {
     #[command(flatten)]
     target: TargetArgs,
     /// Comma-separated presets (authn, authz, admission, handlers, registry, cacher, storage, all),
-    /// Go symbols with `*` globs, or Delve locations (path/file.go:Func)
+    /// Go symbols with `*` globs, or Delve locations (path/file.go:Func, path/file.go:LINE)
     #[arg(long, value_name = "SPEC")]
     funcs: String,
     /// Print a JSON array instead of a table
@@ -37,8 +40,11 @@ pub struct FuncsArgs {
 /// One element of `funcs --json` (the CLI contract in docs/design.md).
 #[derive(Serialize)]
 struct FuncJson<'a> {
+    /// The function; for an inlined copy, the inlined function.
     symbol: &'a str,
-    /// Function entry, as a hex string.
+    /// `symbol`, `file.go:LINE in symbol`, or `callee inlined in caller`.
+    label: String,
+    /// Function entry (for a line or an inlined copy, its site), as a hex string.
     entry: String,
     /// Address of the entry probe, as a hex string.
     entry_site: String,
@@ -51,36 +57,95 @@ struct FuncJson<'a> {
     source: Source,
     /// Where each argument and result lives; `null` without DWARF types.
     args: Option<Vec<Slot>>,
+    /// Where the compiler inlined this function (its out-of-line copy does
+    /// not see those calls).
+    inlined: Vec<InlinedJson>,
+    /// For an inlined copy (a function with no out-of-line code that the
+    /// spec matched): the copy's caller and call site.
+    inlined_into: Option<InlinedJson>,
+}
+
+#[derive(Serialize)]
+struct InlinedJson {
+    caller: String,
+    /// First instruction of the copy, as a hex string.
+    addr: String,
+    call_file: Option<String>,
+    call_line: Option<u32>,
 }
 
 pub fn run(args: &FuncsArgs) -> Result<(), Error> {
-    let (binary, plans) = args.target.plan(&args.funcs)?;
+    let binary = Binary::open(&args.target.path()?)?;
+    binary.check_go()?;
+    let functions = binary.functions()?;
+    let items = spec::parse(&args.funcs)?;
+    let plans = sites::plan_items(&binary, &functions, &items).map_err(|e| match e {
+        // Another CPU is bad input for this tool, like a non-Go binary.
+        Error::Plan(e @ PlanError::UnsupportedArch(_)) => Error::Input(format!("{}: {e}", binary.path().display())),
+        other => other,
+    })?;
     // Types come from DWARF only; stripped release builds have none.
     let dwarf = binary.dwarf()?;
+    let registers = arch::for_machine(binary.machine()).registers();
     let layouts: Vec<Option<Vec<Slot>>> = plans
         .iter()
         .map(|p| {
+            if p.target != Target::Function {
+                return None;
+            }
             let params = dwarf.as_ref()?.params(&p.function.name)?;
             let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
-            Some(abi::layout(&params, &amd64::REGISTERS))
+            Some(abi::layout(&params, registers))
+        })
+        .collect();
+    let calls = if plans.iter().any(|p| p.target == Target::Function) { binary.inlined_calls()? } else { Vec::new() };
+    let mut by_callee: HashMap<&str, Vec<&InlinedCall>> = HashMap::new();
+    for call in &calls {
+        by_callee.entry(call.callee.as_str()).or_default().push(call);
+    }
+    let inlined: Vec<Vec<InlinedJson>> = plans
+        .iter()
+        .map(|p| match p.target {
+            Target::Function => by_callee
+                .get(p.function.name.as_str())
+                .map(|cs| cs.iter().map(|c| inlined_json(c, &functions)).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
         })
         .collect();
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        let docs: Vec<FuncJson> = plans.iter().zip(layouts).map(|(p, a)| to_json(p, a)).collect();
+        let docs: Vec<FuncJson> =
+            plans.iter().zip(layouts).zip(inlined).map(|((p, a), i)| to_json(p, a, i, &functions)).collect();
         serde_json::to_writer_pretty(&mut out, &docs).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        print_table(&mut out, &plans, &layouts)?;
+        print_table(&mut out, &plans, &layouts, &inlined)?;
     }
     Ok(())
 }
 
-fn to_json(p: &ProbePlan, args: Option<Vec<Slot>>) -> FuncJson<'_> {
-    FuncJson {
+fn inlined_json(call: &InlinedCall, functions: &[Function]) -> InlinedJson {
+    InlinedJson {
+        caller: sites::function_at(functions, call.caller)
+            .map_or_else(|| format!("{:#x}", call.caller), |f| f.name.clone()),
+        addr: format!("{:#x}", call.addr),
+        call_file: call.call_file.clone(),
+        call_line: call.call_line,
+    }
+}
+
+fn to_json<'a>(
+    p: &'a ProbePlan,
+    args: Option<Vec<Slot>>,
+    inlined: Vec<InlinedJson>,
+    functions: &[Function],
+) -> FuncJson<'a> {
+    let mut doc = FuncJson {
         symbol: &p.function.name,
+        label: p.label(),
         entry: format!("{:#x}", p.function.entry),
         entry_site: format!("{:#x}", p.entry.addr),
         entry_kind: p.entry_kind,
@@ -90,7 +155,25 @@ fn to_json(p: &ProbePlan, args: Option<Vec<Slot>>) -> FuncJson<'_> {
         line: p.function.line,
         source: p.function.source,
         args,
+        inlined,
+        inlined_into: None,
+    };
+    match &p.target {
+        Target::Function => {}
+        Target::Line { file, line } => {
+            doc.entry.clone_from(&doc.entry_site);
+            doc.file = Some(file);
+            doc.line = Some(*line);
+        }
+        Target::Inlined(call) => {
+            doc.symbol = &call.callee;
+            doc.entry.clone_from(&doc.entry_site);
+            doc.file = call.file.as_deref();
+            doc.line = None;
+            doc.inlined_into = Some(inlined_json(call, functions));
+        }
     }
+    doc
 }
 
 /// `key=RDI:RSI ttl=stack+0 ~r0=RAX:RBX`, or `-` without types.
@@ -110,29 +193,53 @@ fn args_text(args: &Option<Vec<Slot>>) -> String {
         .join(" ")
 }
 
-fn print_table(out: &mut impl Write, plans: &[ProbePlan], args: &[Option<Vec<Slot>>]) -> std::io::Result<()> {
+fn print_table(
+    out: &mut impl Write,
+    plans: &[ProbePlan],
+    args: &[Option<Vec<Slot>>],
+    inlined: &[Vec<InlinedJson>],
+) -> std::io::Result<()> {
     writeln!(out, "{:<18} {:<12} {:>4}  {:<8} {:<60} SYMBOL  ARGS", "ENTRY", "ENTRY-SITE", "RETS", "ORIGIN", "SOURCE")?;
-    for (p, a) in plans.iter().zip(args) {
+    for ((p, a), copies) in plans.iter().zip(args).zip(inlined) {
+        let offset = p.entry.addr - p.function.entry;
         let site = match p.entry_kind {
-            EntryKind::StackGuard { .. } => format!("+{:#x} guard", p.entry.addr - p.function.entry),
+            EntryKind::StackGuard { .. } => format!("+{offset:#x} guard"),
             EntryKind::FirstInstruction => "+0x0 first".to_string(),
+            EntryKind::Line { .. } => format!("+{offset:#x} line"),
+            EntryKind::Inlined => format!("+{offset:#x} inl"),
         };
-        let src = match (&p.function.file, p.function.line) {
+        let (file, line) = match &p.target {
+            Target::Function => (p.function.file.as_deref(), p.function.line),
+            Target::Line { file, line } => (Some(file.as_str()), Some(*line)),
+            Target::Inlined(call) => (call.call_file.as_deref(), call.call_line),
+        };
+        let src = match (file, line) {
             (Some(f), Some(l)) => format!("{f}:{l}"),
-            (Some(f), None) => f.clone(),
+            (Some(f), None) => f.to_string(),
             _ => "?".into(),
+        };
+        let (entry, symbol) = match p.target {
+            Target::Function => (p.function.entry, p.label()),
+            _ => (p.entry.addr, p.label()),
         };
         writeln!(
             out,
             "{:<#18x} {:<12} {:>4}  {:<8} {:<60} {}  {}",
-            p.function.entry,
+            entry,
             site,
             p.rets.len(),
             p.function.source.as_str(),
             src,
-            p.function.name,
+            symbol,
             args_text(a)
         )?;
+        for c in copies {
+            let at = match (&c.call_file, c.call_line) {
+                (Some(f), Some(l)) => format!(" ({}:{l})", f.rsplit('/').next().unwrap_or(f)),
+                _ => String::new(),
+            };
+            writeln!(out, "{:<18} inlined into {} at {}{at}", "", c.caller, c.addr)?;
+        }
     }
     Ok(())
 }

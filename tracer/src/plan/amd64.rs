@@ -7,15 +7,21 @@
 //! entry. Large frames compute the bound first (`LEA -n(SP), R12`; huge ones
 //! add an overflow branch), so the guard is found by decoding, not by offset.
 
+use std::ops::Range;
+
 use iced_x86::{Code, ConditionCode, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
 use tracer_common::{GUARD_CF, GUARD_ZF};
 
-use super::{EntryKind, PlanError, ProbePlan, Site};
+use super::{
+    EntryKind, PlanError, ProbePlan, Site,
+    abi::Registers,
+    arch::{Arch, Insn, StackGuard},
+};
 use crate::resolve::Function;
 
 /// Go's ABIInternal register files on amd64 (integer args and results in
 /// this order; g lives in R14 and is never an argument).
-pub const REGISTERS: super::abi::Registers = super::abi::Registers {
+pub const REGISTERS: Registers = Registers {
     int: &["RAX", "RBX", "RCX", "RDI", "RSI", "R8", "R9", "R10", "R11"],
     float: &["X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "X9", "X10", "X11", "X12", "X13", "X14"],
 };
@@ -31,17 +37,46 @@ const PROLOGUE_WINDOW: usize = 8;
 /// How far into the morestack block to look for the call.
 const MORESTACK_BLOCK_WINDOW: usize = 32;
 
+/// The x86-64 seam.
+pub struct Amd64;
+
+impl Arch for Amd64 {
+    fn name(&self) -> &'static str {
+        "x86-64"
+    }
+
+    fn registers(&self) -> &'static Registers {
+        &REGISTERS
+    }
+
+    fn g_register(&self) -> &'static str {
+        "R14"
+    }
+
+    fn decode(&self, function: &Function, code: &[u8]) -> Result<Vec<Insn>, PlanError> {
+        Ok(decode_all(function, code)?
+            .iter()
+            .map(|i| Insn { addr: i.ip(), is_ret: i.mnemonic() == Mnemonic::Ret, emulated: kernel_emulates(i) })
+            .collect())
+    }
+
+    fn stack_guard(&self, function: &Function, code: &[u8], is_morestack: &dyn Fn(u64) -> bool) -> Option<StackGuard> {
+        let mut decoder = Decoder::with_ip(64, code, function.entry, DecoderOptions::NONE);
+        let mut window = Vec::with_capacity(PROLOGUE_WINDOW);
+        while window.len() < PROLOGUE_WINDOW && decoder.can_decode() {
+            let insn = decoder.decode();
+            if insn.is_invalid() {
+                break;
+            }
+            window.push(insn);
+        }
+        find_stack_guard(&window, code, function.entry, is_morestack)
+    }
+}
+
 /// Plans the probe sites of one function whose bytes are `code`.
 pub fn plan(function: &Function, code: &[u8], is_morestack: &dyn Fn(u64) -> bool) -> Result<ProbePlan, PlanError> {
-    let insns = decode_all(function, code)?;
-    let first = insns.first().ok_or(PlanError::Undecodable { name: function.name.clone(), addr: function.entry })?;
-
-    let (entry, entry_kind) = match find_stack_guard(&insns, code, function.entry, is_morestack) {
-        Some((insn, kind)) => (site(insn), kind),
-        None => (site(first), EntryKind::FirstInstruction),
-    };
-    let rets = insns.iter().filter(|i| i.mnemonic() == Mnemonic::Ret).map(site).collect();
-    Ok(ProbePlan { function: function.clone(), entry, entry_kind, rets })
+    super::plan_with(&Amd64, function, code, is_morestack)
 }
 
 /// Decodes the whole body linearly. Go emits no data in text, and pads
@@ -68,10 +103,6 @@ fn decode_all(function: &Function, code: &[u8]) -> Result<Vec<Instruction>, Plan
     Ok(out)
 }
 
-fn site(insn: &Instruction) -> Site {
-    Site { addr: insn.ip(), emulated: kernel_emulates(insn) }
-}
-
 /// The kernel's x86 uprobe code emulates relative jumps, conditional jumps and
 /// relative calls instead of single-stepping them out of line.
 pub fn kernel_emulates(insn: &Instruction) -> bool {
@@ -91,13 +122,12 @@ fn compares_stackguard(insn: &Instruction) -> bool {
 
 /// Finds `CMP …, 16(R14)` followed by a jcc whose taken or fall-through path
 /// reaches a call to `runtime.morestack*`.
-fn find_stack_guard<'i>(
-    insns: &'i [Instruction],
+fn find_stack_guard(
+    window: &[Instruction],
     code: &[u8],
     entry: u64,
     is_morestack: &dyn Fn(u64) -> bool,
-) -> Option<(&'i Instruction, EntryKind)> {
-    let window = &insns[..insns.len().min(PROLOGUE_WINDOW)];
+) -> Option<StackGuard> {
     let cmp_at = window.iter().position(compares_stackguard)?;
     let jcc = window.get(cmp_at + 1)?;
     if jcc.flow_control() != FlowControl::ConditionalBranch {
@@ -110,39 +140,52 @@ fn find_stack_guard<'i>(
         ConditionCode::ae => (GUARD_CF, false),
         _ => return None,
     };
-    let taken_to_morestack = calls_morestack(code, entry, jcc.near_branch_target(), is_morestack);
-    let fallthrough_to_morestack = calls_morestack(code, entry, jcc.next_ip(), is_morestack);
+    let taken = morestack_block(code, entry, jcc.near_branch_target(), is_morestack);
+    let fallthrough = morestack_block(code, entry, jcc.next_ip(), is_morestack);
     // "The condition holds" means the branch is taken; the morestack path is
     // taken iff the condition holds (branch → morestack) or fails (fall-through).
-    let taken_if_any = match (taken_to_morestack, fallthrough_to_morestack) {
-        (true, false) => true_if_any,
-        (false, true) => !true_if_any,
+    let (taken_if_any, block) = match (taken, fallthrough) {
+        (Some(block), None) => (true_if_any, block),
+        (None, Some(block)) => (!true_if_any, block),
         _ => return None,
     };
-    Some((jcc, EntryKind::StackGuard { mask, taken_if_any }))
+    Some(StackGuard {
+        site: Site { addr: jcc.ip(), emulated: kernel_emulates(jcc) },
+        kind: EntryKind::StackGuard { mask, taken_if_any },
+        rerun: vec![entry..jcc.next_ip(), block],
+    })
 }
 
-/// True when the straight-line block at `target` (inside this function) calls
-/// `runtime.morestack*` before any other control transfer.
-fn calls_morestack(code: &[u8], entry: u64, target: u64, is_morestack: &dyn Fn(u64) -> bool) -> bool {
-    let Some(start) = target.checked_sub(entry).and_then(|o| usize::try_from(o).ok()) else {
-        return false;
-    };
-    let Some(bytes) = code.get(start..) else { return false };
+/// When the straight-line block at `target` (inside this function) calls
+/// `runtime.morestack*` before any other control transfer, its extent: up
+/// to and including the jump back that follows the call (or just the call
+/// when something else follows).
+fn morestack_block(code: &[u8], entry: u64, target: u64, is_morestack: &dyn Fn(u64) -> bool) -> Option<Range<u64>> {
+    let start = usize::try_from(target.checked_sub(entry)?).ok()?;
+    let bytes = code.get(start..)?;
     let mut decoder = Decoder::with_ip(64, bytes, target, DecoderOptions::NONE);
     let mut insn = Instruction::default();
     for _ in 0..MORESTACK_BLOCK_WINDOW {
         if !decoder.can_decode() {
-            return false;
+            return None;
         }
         decoder.decode_out(&mut insn);
         match insn.flow_control() {
             FlowControl::Next => continue,
-            FlowControl::Call => return is_morestack(insn.near_branch_target()),
-            _ => return false,
+            FlowControl::Call if is_morestack(insn.near_branch_target()) => {
+                let mut end = insn.next_ip();
+                if decoder.can_decode() {
+                    decoder.decode_out(&mut insn);
+                    if insn.flow_control() == FlowControl::UnconditionalBranch {
+                        end = insn.next_ip();
+                    }
+                }
+                return Some(target..end);
+            }
+            _ => return None,
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]

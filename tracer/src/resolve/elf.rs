@@ -22,7 +22,7 @@ use super::{
     Function, ResolveError, Source,
     buildinfo::{self, GoBuildInfo},
     dwarf::Dwarf,
-    pclntab::{self, PclnVersion, Pclntab},
+    pclntab::{self, InlinedCall, LineRange, PclnVersion, Pclntab},
     symtab::{self, Symtab},
 };
 
@@ -37,6 +37,27 @@ pub struct Binary {
     pclntab: Option<Range<usize>>,
     build_info: Option<GoBuildInfo>,
     build_id: Option<String>,
+    machine: Machine,
+}
+
+/// The CPU a binary is built for, from its ELF header. Reading symbols is
+/// CPU-neutral; planning probe sites is not (see `plan::arch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// x86-64 (`EM_X86_64`).
+    X86_64,
+    /// 64-bit Arm (`EM_AARCH64`).
+    Aarch64,
+}
+
+impl Machine {
+    /// The name used in messages: `x86-64`, `aarch64`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machine::X86_64 => "x86-64",
+            Machine::Aarch64 => "aarch64",
+        }
+    }
 }
 
 enum Bytes {
@@ -96,13 +117,13 @@ struct Section {
     file: Option<Range<usize>>,
 }
 
-/// Which CPUs ktrace can plan probes for. The register and RET facts live in
-/// `plan`; adding arm64 means accepting `EM_AARCH64` here and teaching
-/// `plan` its prologue.
-fn check_machine(machine: u16) -> Result<(), String> {
+/// Which CPUs ktrace reads symbols for. Whether it can plan probes for them
+/// is `plan::arch`'s decision, so an arm64 binary resolves and then gets a
+/// clear "unsupported" from the planner.
+fn check_machine(machine: u16) -> Result<Machine, String> {
     match machine {
-        elf::EM_X86_64 => Ok(()),
-        elf::EM_AARCH64 => Err("aarch64".into()),
+        elf::EM_X86_64 => Ok(Machine::X86_64),
+        elf::EM_AARCH64 => Ok(Machine::Aarch64),
         elf::EM_386 => Err("i386".into()),
         other => Err(format!("ELF machine {other}")),
     }
@@ -133,7 +154,7 @@ impl Binary {
 
     fn build(path: PathBuf, data: Bytes) -> Result<Binary, ResolveError> {
         let not_elf = |reason: String| ResolveError::NotElf { path: path.clone(), reason };
-        let (segments, sections, build_id) = parse_headers(&data).map_err(|e| match e {
+        let (segments, sections, build_id, machine) = parse_headers(&data).map_err(|e| match e {
             HeaderError::NotElf(reason) => not_elf(reason),
             HeaderError::Arch(arch) => ResolveError::UnsupportedArch { path: path.clone(), arch },
         })?;
@@ -142,10 +163,15 @@ impl Binary {
                 return Err(not_elf(format!("truncated: PT_LOAD segment {i} extends past the end of the file")));
             }
         }
-        let mut binary = Binary { path, data, segments, sections, pclntab: None, build_info: None, build_id };
+        let mut binary = Binary { path, data, segments, sections, pclntab: None, build_info: None, build_id, machine };
         binary.pclntab = binary.locate_pclntab()?;
         binary.build_info = binary.locate_build_info();
         Ok(binary)
+    }
+
+    /// The CPU the binary is built for.
+    pub fn machine(&self) -> Machine {
+        self.machine
     }
 
     /// The file this was opened from.
@@ -303,12 +329,22 @@ impl Binary {
             })
     }
 
-    /// `runtime.moduledata` starts with a pointer to the pclntab header
-    /// followed by six slices (funcnametab, cutab, filetab, pctab, pclntable,
-    /// ftab), `findfunctab`, `minpc`, `maxpc`, `text` (runtime/symtab.go,
-    /// Go 1.16 onwards). Find the pointer in writable data and accept the
-    /// `text` field only if it is executable and not above `minpc`.
+    /// Moduledata's `text` field, accepted only if it is executable and not
+    /// above `minpc` (the layout is in [`Binary::moduledata`]).
     fn moduledata_text(&self) -> Option<u64> {
+        self.moduledata(|md| {
+            let (minpc, text) = (md.get(20).copied()?, md.get(22).copied()?);
+            let exec = self.segments.iter().any(|s| s.executable() && s.file_range(text, 1).is_some());
+            (exec && text <= minpc).then_some(text)
+        })
+    }
+
+    /// The first `runtime.moduledata` candidate for which `accept` returns a
+    /// value. Moduledata starts with a pointer to the pclntab header followed
+    /// by six slices (funcnametab, cutab, filetab, pctab, pclntable, ftab),
+    /// `findfunctab`, `minpc`, `maxpc`, `text` (runtime/symtab.go, Go 1.16
+    /// onwards); `accept` sees the first 48 words as found in writable data.
+    fn moduledata<T>(&self, accept: impl Fn(&[u64]) -> Option<T>) -> Option<T> {
         let start = self.pclntab.as_ref()?.start as u64;
         let table_vaddr = self
             .segments
@@ -316,23 +352,76 @@ impl Binary {
             .find(|s| s.file_span().is_some_and(|r| r.contains(&(start as usize))))
             .map(|s| s.vaddr.wrapping_add(start - s.offset))?;
         let needle = table_vaddr.to_le_bytes();
-        let word =
-            |b: &[u8], i: usize| b.get(i * 8..i * 8 + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
         for seg in self.segments.iter().filter(|s| s.writable()) {
             let Some(bytes) = seg.file_span().and_then(|r| self.data.get(r)) else { continue };
             for (i, chunk) in bytes.chunks_exact(8).enumerate() {
                 if chunk != needle {
                     continue;
                 }
-                let md = &bytes[i * 8..];
-                let (Some(minpc), Some(text)) = (word(md, 20), word(md, 22)) else { continue };
-                let exec = self.segments.iter().any(|s| s.executable() && s.file_range(text, 1).is_some());
-                if exec && text <= minpc {
-                    return Some(text);
+                let words: Vec<u64> = bytes[i * 8..]
+                    .chunks_exact(8)
+                    .take(48)
+                    .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+                    .collect();
+                if let Some(found) = accept(&words) {
+                    return Some(found);
                 }
             }
         }
         None
+    }
+
+    /// Address of `go:func.*` (`go.func.*` before Go 1.20), the base of Go
+    /// 1.18+ funcdata offsets: the symbol when `.symtab` has it, else
+    /// moduledata's `gofunc` field (word 38; 40 from Go 1.20, which added
+    /// `covctrs`), accepted only when it lies in mapped, non-executable
+    /// data at or above moduledata's `rodata` field.
+    fn gofunc(&self, symtab: Option<&Symtab>) -> Option<u64> {
+        if let Some(addr) = symtab.and_then(|s| s.gofunc) {
+            return Some(addr);
+        }
+        let version = self.pclntab_header(None)?.ok()?.version();
+        let at = match version {
+            PclnVersion::Go118 => 38,
+            PclnVersion::Go120 => 40,
+            _ => return None,
+        };
+        self.moduledata(|md| {
+            let (rodata, gofunc) = (md.get(at - 1).copied()?, md.get(at).copied()?);
+            let data = self.segments.iter().any(|s| !s.executable() && s.file_range(gofunc, 1).is_some());
+            (data && rodata <= gofunc).then_some(gofunc)
+        })
+    }
+
+    /// Every inlined call the pclntab's inline trees record, sorted by
+    /// caller then address. Empty for layouts older than Go 1.16, which
+    /// ktrace does not trace anyway.
+    pub fn inlined_calls(&self) -> Result<Vec<InlinedCall>, ResolveError> {
+        let Some(header) = self.pclntab_header(None) else { return Ok(Vec::new()) };
+        let mut table = header?;
+        if table.version() == PclnVersion::Go12 {
+            return Ok(Vec::new());
+        }
+        let symtab = self.symtab()?;
+        if table.text_start() == Some(0) {
+            table = self.pclntab_header(self.text_base(symtab.as_ref())).unwrap_or(Ok(table))?;
+        }
+        let gofunc = self.gofunc(symtab.as_ref());
+        table
+            .inlined_calls(gofunc, |addr, len| read_at(&self.data, &self.segments, addr, len))
+            .map_err(|e| e.at(&self.path))
+    }
+
+    /// Runs of instructions the pclntab attributes to lines of files for
+    /// which `wants_file` is true (inlined code included), sorted by
+    /// function then address.
+    pub fn line_ranges(&self, wants_file: &mut dyn FnMut(&str) -> bool) -> Result<Vec<LineRange>, ResolveError> {
+        let Some(header) = self.pclntab_header(None) else { return Ok(Vec::new()) };
+        let mut table = header?;
+        if table.text_start() == Some(0) {
+            table = self.pclntab_header(self.text_base(self.symtab()?.as_ref())).unwrap_or(Ok(table))?;
+        }
+        table.line_ranges(wants_file).map_err(|e| e.at(&self.path))
     }
 
     /// Finds `.gopclntab` by section name, else by scanning read-only
@@ -396,7 +485,7 @@ fn read_at<'a>(data: &'a [u8], segments: &[Segment], vaddr: u64, len: u64) -> Op
     segments.iter().find_map(|s| s.file_range(vaddr, len)).and_then(|r| data.get(r))
 }
 
-type Headers = (Vec<Segment>, Vec<Section>, Option<String>);
+type Headers = (Vec<Segment>, Vec<Section>, Option<String>, Machine);
 
 /// Why the headers were refused: not ELF at all, or ELF for another CPU.
 enum HeaderError {
@@ -423,7 +512,7 @@ fn parse_headers(data: &[u8]) -> Result<Headers, HeaderError> {
     if endian != Endianness::Little {
         return Err(HeaderError::Arch("big-endian ELF64".into()));
     }
-    check_machine(header.e_machine(endian)).map_err(HeaderError::Arch)?;
+    let machine = check_machine(header.e_machine(endian)).map_err(HeaderError::Arch)?;
     let phdrs = header.program_headers(endian, data).map_err(|e| format!("program headers: {e}"))?;
     let mut segments = Vec::new();
     let (mut gnu_id, mut go_id) = (None, None);
@@ -469,5 +558,5 @@ fn parse_headers(data: &[u8]) -> Result<Headers, HeaderError> {
         }
         sections.push(Section { name: String::from_utf8_lossy(name).into_owned(), addr: sh.sh_addr(endian), file });
     }
-    Ok((segments, sections, gnu_id.or(go_id)))
+    Ok((segments, sections, gnu_id.or(go_id), machine))
 }

@@ -14,8 +14,8 @@ mod symtab;
 
 pub use buildinfo::{GoBuildInfo, find_buildinfo, parse_buildinfo};
 pub use dwarf::{Dwarf, Param, TypeKind};
-pub use elf::Binary;
-pub use pclntab::{Malformed, PclnVersion, Pclntab, parse_pclntab};
+pub use elf::{Binary, Machine};
+pub use pclntab::{InlinedCall, LineRange, Malformed, PclnVersion, Pclntab, parse_pclntab};
 pub use symtab::{Symtab, parse_symtab};
 
 use std::path::PathBuf;

@@ -22,6 +22,9 @@ pub struct Symtab {
     pub functions: Vec<Function>,
     /// Address of `runtime.text`, the start of Go text.
     pub runtime_text: Option<u64>,
+    /// Address of `go:func.*` (`go.func.*` before Go 1.20), the base of
+    /// Go 1.18+ funcdata offsets. A data symbol, not a function.
+    pub gofunc: Option<u64>,
 }
 
 /// Reads `.symtab` from a whole little-endian ELF64 file. `Ok(None)` when the
@@ -36,7 +39,16 @@ pub fn parse_symtab(file: &[u8]) -> Result<Option<Symtab>, Malformed> {
     }
     let mut out = Symtab::default();
     for sym in symbols.iter() {
-        if sym.st_type() != elf::STT_FUNC || sym.is_undefined(LE) {
+        if sym.is_undefined(LE) {
+            continue;
+        }
+        if sym.st_type() != elf::STT_FUNC {
+            if sym.st_type() == elf::STT_OBJECT {
+                let name = symbols.symbol_name(LE, sym).map_err(bad)?;
+                if name == b"go:func.*" || name == b"go.func.*" {
+                    out.gofunc = Some(sym.st_value(LE));
+                }
+            }
             continue;
         }
         let name = symbols.symbol_name(LE, sym).map_err(bad)?;

@@ -8,7 +8,7 @@
 
 pub mod presets;
 
-use crate::resolve::Function;
+use crate::resolve::{Function, InlinedCall};
 
 /// One item of a spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,9 +48,37 @@ pub enum SpecError {
         /// The nearest names, best first.
         closest: Vec<String>,
     },
-    /// `file.go:LINE` needs the line table, which is not wired up yet.
-    #[error("{0:?}: file.go:LINE locations are not supported yet; use file.go:Func")]
+    /// `file.go:LINE` needs the binary's line table, which [`select`] does
+    /// not read; `plan::sites::plan_items` resolves such locations.
+    #[error("{0:?}: file.go:LINE locations are not supported by this command yet; use file.go:Func")]
     LineUnsupported(String),
+    /// No code in the binary comes from a file with this path suffix.
+    #[error("{item:?}: no code in the binary comes from a file ending in {file}")]
+    NoSuchFile {
+        /// The item as typed.
+        item: String,
+        /// The file part.
+        file: String,
+    },
+    /// The file has code, but not at this line (a comment, a blank line, or
+    /// code the compiler removed).
+    #[error("{item:?}: no code at this line; nearest lines with code: {}", nearest(*.before, *.after))]
+    LineHasNoCode {
+        /// The item as typed.
+        item: String,
+        /// The nearest line above with code.
+        before: Option<u32>,
+        /// The nearest line below with code.
+        after: Option<u32>,
+    },
+}
+
+fn nearest(before: Option<u32>, after: Option<u32>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => format!("{b} and {a}"),
+        (Some(l), None) | (None, Some(l)) => l.to_string(),
+        (None, None) => "none".into(),
+    }
 }
 
 fn suggestions(closest: &[String]) -> String {
@@ -85,7 +113,8 @@ fn parse_item(s: &str) -> Item {
 }
 
 impl Item {
-    fn text(&self) -> String {
+    /// The item as the user would type it.
+    pub fn text(&self) -> String {
         match self {
             Item::Preset(p) | Item::Symbol(p) => p.clone(),
             Item::FileFunc { file, func } => format!("{file}:{func}"),
@@ -132,7 +161,7 @@ pub fn pattern_match(pattern: &str, name: &str) -> bool {
 }
 
 /// True when `file` ends with `suffix` on whole path components.
-fn path_suffix(file: &str, suffix: &str) -> bool {
+pub fn path_suffix(file: &str, suffix: &str) -> bool {
     file == suffix || file.strip_suffix(suffix).is_some_and(|head| head.ends_with('/'))
 }
 
@@ -171,15 +200,27 @@ impl Item {
 
 impl Matcher<'_> {
     fn matches(&self, f: &Function) -> bool {
+        self.matches_name(&f.name, f.file.as_deref())
+    }
+
+    fn matches_name(&self, name: &str, file: Option<&str>) -> bool {
         match self {
-            Matcher::Entries(entries) => entries.iter().any(|e| e.matches(&f.name, f.file.as_deref())),
-            Matcher::Symbol(pattern) => pattern_match(pattern, &f.name),
-            Matcher::FileFunc { file, func } => {
-                f.file.as_deref().is_some_and(|ff| path_suffix(ff, file)) && func_matches(local_name(&f.name), func)
+            Matcher::Entries(entries) => entries.iter().any(|e| e.matches(name, file)),
+            Matcher::Symbol(pattern) => pattern_match(pattern, name),
+            Matcher::FileFunc { file: want, func } => {
+                file.is_some_and(|ff| path_suffix(ff, want)) && func_matches(local_name(name), func)
             }
             Matcher::Nothing => false,
         }
     }
+}
+
+/// The inlined copies `item` selects: those whose callee it would match if
+/// the callee had an out-of-line copy (by name, and by the callee's source
+/// file for `file.go:Func` and presets that confirm by file).
+pub fn select_inlined<'c>(item: &Item, calls: &'c [InlinedCall]) -> Vec<&'c InlinedCall> {
+    let matcher = item.matcher();
+    calls.iter().filter(|c| matcher.matches_name(&c.callee, c.file.as_deref())).collect()
 }
 
 /// For `file.go:Func` where `Func` itself was inlined away (factories such as
@@ -198,24 +239,30 @@ fn closure_fallback(item: &Item, f: &Function) -> bool {
 pub fn select<'f>(items: &[Item], functions: &'f [Function]) -> Result<Vec<&'f Function>, SpecError> {
     let mut out: Vec<&Function> = Vec::new();
     for item in items {
-        if let Item::FileLine { .. } = item {
-            return Err(SpecError::LineUnsupported(item.text()));
-        }
-        let matcher = item.matcher();
-        let mut matched: Vec<&Function> = functions.iter().filter(|f| matcher.matches(f)).collect();
-        if matched.is_empty() {
-            matched = functions.iter().filter(|f| closure_fallback(item, f)).collect();
-        }
-        if matched.is_empty() {
-            return Err(SpecError::NoMatch { item: item.text(), closest: closest(item, functions) });
-        }
-        for f in matched {
+        for f in select_item(item, functions)? {
             if !out.iter().any(|o| o.entry == f.entry) {
                 out.push(f);
             }
         }
     }
     Ok(out)
+}
+
+/// The functions one item selects. `file.go:LINE` items are refused with
+/// [`SpecError::LineUnsupported`]: they need the line table.
+pub fn select_item<'f>(item: &Item, functions: &'f [Function]) -> Result<Vec<&'f Function>, SpecError> {
+    if let Item::FileLine { .. } = item {
+        return Err(SpecError::LineUnsupported(item.text()));
+    }
+    let matcher = item.matcher();
+    let mut matched: Vec<&Function> = functions.iter().filter(|f| matcher.matches(f)).collect();
+    if matched.is_empty() {
+        matched = functions.iter().filter(|f| closure_fallback(item, f)).collect();
+    }
+    if matched.is_empty() {
+        return Err(SpecError::NoMatch { item: item.text(), closest: closest(item, functions) });
+    }
+    Ok(matched)
 }
 
 /// The three names nearest to the item: names containing its last element

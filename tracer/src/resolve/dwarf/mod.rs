@@ -13,7 +13,12 @@ use std::{borrow::Cow, collections::HashMap, path::Path};
 use gimli::{AttributeValue, DwAt, DwTag, EndianSlice, LittleEndian, SectionId, Unit};
 use object::{Object, ObjectSection};
 
-use super::{Function, ResolveError, Source};
+mod inline;
+mod lines;
+
+use lines::LineTable;
+
+use super::{Function, InlinedCall, LineRange, ResolveError, Source};
 
 type R<'a> = EndianSlice<'a, LittleEndian>;
 
@@ -93,6 +98,14 @@ pub struct Dwarf {
     functions: Vec<Function>,
     params: HashMap<String, Vec<Param>>,
     structs: HashMap<String, Vec<(String, u64)>>,
+    inlined: Vec<InlinedCall>,
+    lines: Vec<LineTable>,
+}
+
+impl std::fmt::Debug for LineTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineTable")
+    }
 }
 
 impl Dwarf {
@@ -106,6 +119,30 @@ impl Dwarf {
     /// declaration order.
     pub fn params(&self, symbol: &str) -> Option<&[Param]> {
         self.params.get(symbol).map(Vec::as_slice)
+    }
+
+    /// Every `DW_TAG_inlined_subroutine` inside a function with code, sorted
+    /// by caller then address: `addr` is the lowest address of its ranges,
+    /// `file` is left unset (DWARF names the callee's file only through
+    /// its abstract origin's declaration).
+    pub fn inlined_calls(&self) -> &[InlinedCall] {
+        &self.inlined
+    }
+
+    /// Runs of addresses the line programs attribute to lines of files for
+    /// which `wants_file` is true, each with the function containing it,
+    /// sorted by function then address.
+    pub fn line_ranges(&self, wants_file: &mut dyn FnMut(&str) -> bool) -> Vec<LineRange> {
+        let function_of = |addr: u64| {
+            let i = self.functions.partition_point(|f| f.entry <= addr);
+            i.checked_sub(1).map(|i| &self.functions[i]).filter(|f| addr < f.end).map(|f| f.entry)
+        };
+        let mut out = Vec::new();
+        for table in &self.lines {
+            table.ranges(wants_file, &function_of, &mut out);
+        }
+        out.sort_by(|a, b| a.function.cmp(&b.function).then(a.start.cmp(&b.start)));
+        out
     }
 
     /// Byte offset of `member` in the struct type named `type_name`, e.g.
@@ -187,6 +224,8 @@ struct Raw {
     /// copies of inlined functions, whose parameter list may be partial.
     sub_params: HashMap<u64, Vec<u64>>,
     subs: Vec<RawSub>,
+    inlined: Vec<inline::RawInlined>,
+    line_tables: Vec<LineTable>,
 }
 
 /// What the DIE walk is currently inside of.
@@ -204,6 +243,7 @@ impl Raw {
             let unit = dwarf.unit(header)?;
             let lines = LineTable::read(dwarf, &unit)?;
             raw.read_unit(dwarf, &unit, &lines)?;
+            raw.line_tables.push(lines);
         }
         Ok(raw)
     }
@@ -235,8 +275,7 @@ impl Raw {
                                 let (mut file, line) = lines.at(entry);
                                 if file.is_none() {
                                     let decl = die.attr_value(gimli::DW_AT_decl_file).and_then(|v| v.udata_value());
-                                    file =
-                                        decl.and_then(|i| lines.files.get(usize::try_from(i).ok()?).cloned().flatten());
+                                    file = decl.and_then(|i| lines.file(i));
                                 }
                                 let origin =
                                     die.attr_value(gimli::DW_AT_abstract_origin).and_then(|v| reference(unit, v));
@@ -247,6 +286,12 @@ impl Raw {
                         _ => None,
                     };
                     parent = Parent::Sub { depth, offset, index };
+                }
+                gimli::DW_TAG_inlined_subroutine => {
+                    let Parent::Sub { index: Some(caller), .. } = &parent else { continue };
+                    if let Some(i) = inline::read(dwarf, unit, die, *caller, lines)? {
+                        self.inlined.push(i);
+                    }
                 }
                 gimli::DW_TAG_formal_parameter => {
                     let Parent::Sub { depth: d, offset: sub, index } = &parent else { continue };
@@ -351,6 +396,8 @@ impl Raw {
             }
         }
         out.functions.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
+        out.inlined = inline::finish(&self.inlined, &self.subs, &self.sub_names);
+        out.lines = self.line_tables;
         out
     }
 
@@ -446,58 +493,6 @@ impl Raw {
                 (_, Some(size)) => TypeKind::Int { size },
             },
             _ => TypeKind::Other,
-        }
-    }
-}
-
-/// One unit's line rows, for the file and line at a function's entry (the
-/// same fact pclntab gives, so the two sources can be compared).
-struct LineTable {
-    /// Address, file index, line; sorted by address, stable.
-    rows: Vec<(u64, u64, u32)>,
-    /// File names by index, as full paths where the table allows.
-    files: Vec<Option<String>>,
-}
-
-impl LineTable {
-    fn read(dwarf: &gimli::Dwarf<R<'_>>, unit: &Unit<R<'_>>) -> gimli::Result<LineTable> {
-        let mut table = LineTable { rows: Vec::new(), files: Vec::new() };
-        let Some(program) = unit.line_program.clone() else { return Ok(table) };
-        let header = program.header();
-        // DWARF 4 numbers files from 1, DWARF 5 from 0; index as the rows do.
-        let first = if header.version() >= 5 { 0 } else { 1 };
-        table.files = (0..first).map(|_| None).collect();
-        for f in header.file_names() {
-            let name = dwarf.attr_string(unit, f.path_name()).ok().map(|s| String::from_utf8_lossy(&s).into_owned());
-            let dir = f
-                .directory(header)
-                .and_then(|d| dwarf.attr_string(unit, d).ok())
-                .map(|s| String::from_utf8_lossy(&s).into_owned());
-            table.files.push(name.map(|n| match dir {
-                Some(d) if !d.is_empty() && !n.starts_with('/') => format!("{d}/{n}"),
-                _ => n,
-            }));
-        }
-        let mut rows = program.rows();
-        while let Some((_, row)) = rows.next_row()? {
-            if !row.end_sequence() {
-                let line = row.line().and_then(|l| u32::try_from(l.get()).ok()).unwrap_or(0);
-                table.rows.push((row.address(), row.file_index(), line));
-            }
-        }
-        table.rows.sort_by_key(|r| r.0);
-        Ok(table)
-    }
-
-    /// File and line of the first row at exactly `addr`.
-    fn at(&self, addr: u64) -> (Option<String>, Option<u32>) {
-        let i = self.rows.partition_point(|r| r.0 < addr);
-        match self.rows.get(i).filter(|r| r.0 == addr) {
-            Some(&(_, file, line)) => {
-                let file = usize::try_from(file).ok().and_then(|f| self.files.get(f).cloned().flatten());
-                (file, Some(line).filter(|&l| l != 0))
-            }
-            None => (None, None),
         }
     }
 }

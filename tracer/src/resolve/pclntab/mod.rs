@@ -10,7 +10,13 @@
 //! bounds-checked, every loop is bounded by the input, and every failure is a
 //! [`Malformed`].
 
+mod inline;
+mod lines;
+
 use std::{collections::HashMap, path::Path};
+
+pub use inline::InlinedCall;
+pub use lines::LineRange;
 
 use super::{Function, ResolveError, Source};
 
@@ -256,7 +262,9 @@ impl<'a> Pclntab<'a> {
     /// Reads the fields of `_func` that the resolver needs. Go 1.2–1.17 start
     /// with a pointer-sized entry, Go 1.18+ with a u32 `entryoff`; after it
     /// come `nameoff`, `args`, `deferreturn`, `pcsp`, `pcfile`, `pcln`,
-    /// `npcdata` and (1.16+) `cuOffset`, all 32-bit.
+    /// `npcdata` and (1.16+) `cuOffset`, all 32-bit; Go 1.20 adds
+    /// `startLine`. Then four bytes (`funcID`, `flag`, pad, `nfuncdata`),
+    /// the `npcdata` u32 pc-value table offsets, and the funcdata.
     fn func(&self, funcoff: u64) -> Result<FuncFields, Malformed> {
         let head = if self.version.relative_entries() { 4 } else { self.ptr_size };
         let base = usize::try_from(funcoff).map_err(|_| bad("_func offset overflows"))?;
@@ -265,12 +273,62 @@ impl<'a> Pclntab<'a> {
                 .and_then(|at| read_uint(self.func_base, at, 4))
                 .ok_or_else(|| bad(format!("_func at {funcoff:#x} is out of bounds")))
         };
-        Ok(FuncFields {
+        let mut f = FuncFields {
+            base,
             nameoff: field(0)?,
             pcfile: field(4)?,
             pcln: field(5)?,
-            cu_offset: if self.version == PclnVersion::Go12 { 0 } else { field(7)? },
-        })
+            cu_offset: 0,
+            npcdata: 0,
+            nfuncdata: 0,
+            pcdata_at: 0,
+        };
+        if self.version == PclnVersion::Go12 {
+            // Too old to trace; its pcdata/funcdata layout is not read.
+            return Ok(f);
+        }
+        f.cu_offset = field(7)?;
+        let flags = if self.version == PclnVersion::Go120 { 9 } else { 8 };
+        f.npcdata = field(6)? as u32;
+        f.nfuncdata = (field(flags)? >> 24) as u8;
+        f.pcdata_at = base + head + 4 * (flags + 1);
+        Ok(f)
+    }
+
+    /// Offset in `pctab` of the function's pc-value table `table`
+    /// (`PCDATA_*`); 0 when it has none.
+    fn pcdata(&self, f: &FuncFields, table: u32) -> Result<u64, Malformed> {
+        if table >= f.npcdata {
+            return Ok(0);
+        }
+        read_uint(self.func_base, f.pcdata_at + 4 * table as usize, 4)
+            .ok_or_else(|| bad(format!("pcdata of _func at {:#x} is out of bounds", f.base)))
+    }
+
+    /// Funcdata slot `slot` (`FUNCDATA_*`) of a function.
+    fn funcdata(&self, f: &FuncFields, slot: u8) -> Result<Option<FuncData>, Malformed> {
+        if slot >= f.nfuncdata {
+            return Ok(None);
+        }
+        let out_of_bounds = || bad(format!("funcdata of _func at {:#x} is out of bounds", f.base));
+        // npcdata is u32 from the table: bound it before multiplying.
+        let npcdata =
+            usize::try_from(f.npcdata).ok().filter(|&n| n <= self.func_base.len() / 4).ok_or_else(out_of_bounds)?;
+        let mut at = f.pcdata_at + 4 * npcdata;
+        if self.version.relative_entries() {
+            // Go 1.18+: u32 offsets from moduledata.gofunc, !0 meaning none.
+            let off = read_uint(self.func_base, at + 4 * usize::from(slot), 4).ok_or_else(out_of_bounds)?;
+            return Ok((off != u64::from(u32::MAX)).then_some(FuncData::GoFuncOffset(off)));
+        }
+        // Go 1.16–1.17: pointers, aligned in memory to the pointer size;
+        // the header is pointer-aligned, so align relative to it.
+        let table_off = (self.func_base.as_ptr() as usize).wrapping_sub(self.whole.as_ptr() as usize);
+        if !table_off.wrapping_add(at).is_multiple_of(self.ptr_size) {
+            at += 4;
+        }
+        let addr = read_uint(self.func_base, at + self.ptr_size * usize::from(slot), self.ptr_size)
+            .ok_or_else(out_of_bounds)?;
+        Ok((addr != 0).then_some(FuncData::Address(addr)))
     }
 
     /// Value of the pc-value table at `off` for the instruction at `target`,
@@ -336,10 +394,25 @@ impl<'a> Pclntab<'a> {
 }
 
 struct FuncFields {
+    /// Offset of the `_func` in `func_base`.
+    base: usize,
     nameoff: u64,
     pcfile: u64,
     pcln: u64,
     cu_offset: u64,
+    npcdata: u32,
+    nfuncdata: u8,
+    /// Offset in `func_base` of the pcdata offset array.
+    pcdata_at: usize,
+}
+
+/// Where a funcdata blob lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FuncData {
+    /// Go 1.18+: an offset from `moduledata.gofunc` (the `go:func.*` symbol).
+    GoFuncOffset(u64),
+    /// Go 1.16–1.17: an absolute address.
+    Address(u64),
 }
 
 /// Little-endian unsigned integer of `size` (≤ 8) bytes at `at`.
@@ -387,112 +460,4 @@ pub fn looks_like_header(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Builds a Go 1.18-layout table with two functions, by hand, so the
-    /// parser is checked against the documented layout and not only against
-    /// what the local Go toolchain writes.
-    fn synthetic(magic: u32, text_start: u64) -> Vec<u8> {
-        let mut t = Vec::new();
-        t.extend_from_slice(&magic.to_le_bytes());
-        t.extend_from_slice(&[0, 0, 1, 8]);
-        let header_words = 8;
-        let names_off = 8 + header_words * 8;
-        let names = b"main.a\0main.b\0";
-        let cu_off = names_off + names.len();
-        let cutab = [0u32, 7u32];
-        let file_off = cu_off + 8;
-        let files = b"/src/a.go\0";
-        let pc_off = file_off + files.len();
-        // pcfile: value -1 + zigzag(2)=+1 → 0 over 16 bytes; end.
-        // pcln: -1 + zigzag(22)=+11 → 10 over 16 bytes; end.
-        let pctab = [0u8, 2, 16, 0, 22, 16, 0];
-        let functab_off = pc_off + pctab.len();
-        for w in
-            [2u64, 1, text_start, names_off as u64, cu_off as u64, file_off as u64, pc_off as u64, functab_off as u64]
-        {
-            t.extend_from_slice(&w.to_le_bytes());
-        }
-        t.extend_from_slice(names);
-        for c in cutab {
-            t.extend_from_slice(&c.to_le_bytes());
-        }
-        t.extend_from_slice(files);
-        t.extend_from_slice(&pctab);
-        // functab: (entryoff, funcoff) × 2, then the end offset; _funcs follow.
-        let func0 = 2 * 8 + 4;
-        let func_size = 44;
-        for (entry, f) in [(0u32, func0), (0x20, func0 + func_size)] {
-            t.extend_from_slice(&entry.to_le_bytes());
-            t.extend_from_slice(&(f as u32).to_le_bytes());
-        }
-        t.extend_from_slice(&0x50u32.to_le_bytes());
-        for (entry, name) in [(0u32, 0u32), (0x20, 7)] {
-            let fields = [entry, name, 0, 0, 0, 1, 4, 0, 0, 0, 0];
-            for f in fields {
-                t.extend_from_slice(&f.to_le_bytes());
-            }
-        }
-        t
-    }
-
-    #[test]
-    fn parses_a_hand_built_go118_table() {
-        let data = synthetic(0xffff_fff0, 0x40_1000);
-        let table = parse_pclntab(&data, None).unwrap();
-        assert_eq!(table.version(), PclnVersion::Go118);
-        let f = table.functions().unwrap();
-        assert_eq!(f.len(), 2);
-        assert_eq!((f[0].name.as_str(), f[0].entry, f[0].end), ("main.a", 0x40_1000, 0x40_1020));
-        assert_eq!((f[1].name.as_str(), f[1].entry, f[1].end), ("main.b", 0x40_1020, 0x40_1050));
-        assert_eq!(f[0].file.as_deref(), Some("/src/a.go"));
-        assert_eq!(f[0].line, Some(10));
-    }
-
-    #[test]
-    fn zero_text_start_takes_the_hint() {
-        let data = synthetic(0xffff_fff1, 0);
-        let f = parse_pclntab(&data, Some(0x1000)).unwrap().functions().unwrap();
-        assert_eq!(f[0].entry, 0x1000);
-        let f = parse_pclntab(&data, None).unwrap().functions().unwrap();
-        assert_eq!(f[1].entry, 0x20);
-    }
-
-    #[test]
-    fn hostile_bytes_never_panic() {
-        let good = synthetic(0xffff_fff0, 0x40_1000);
-        for cut in 0..good.len() {
-            if let Ok(t) = parse_pclntab(&good[..cut], None) {
-                let _ = t.functions();
-            }
-        }
-        for at in 0..good.len() {
-            for flip in [0x01u8, 0x80, 0xff] {
-                let mut data = good.clone();
-                data[at] ^= flip;
-                if let Ok(t) = parse_pclntab(&data, None) {
-                    let _ = t.functions();
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn rejects_unknown_magic_and_huge_counts() {
-        assert!(parse_pclntab(&[0; 64], None).is_err());
-        let mut data = synthetic(0xffff_fff0, 0);
-        data[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(parse_pclntab(&data, None).is_err());
-    }
-
-    #[test]
-    fn varints_and_header_probe() {
-        let mut s: &[u8] = &[0x80, 0x01, 0x05];
-        assert_eq!(read_uvarint(&mut s).unwrap(), 128);
-        assert_eq!(s, &[0x05]);
-        assert!(read_uvarint(&mut &[0x80u8, 0x80][..]).is_err());
-        assert!(looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]));
-        assert!(!looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 4, 8]));
-    }
-}
+mod tests;
