@@ -26,6 +26,9 @@ pub enum SiteKind {
     Entry = 0,
     /// One of the function's RET instructions.
     Return = 1,
+    /// `runtime.goexit1`: the goroutine is ending; its in-flight calls are
+    /// abandoned (they panicked or called `runtime.Goexit`).
+    Goexit = 2,
 }
 
 /// Everything a probe needs to know about the site it fired on, packed into
@@ -66,7 +69,11 @@ impl Cookie {
 
     /// Unpacks a cookie read with `bpf_get_attach_cookie`.
     pub const fn decode(raw: u64) -> Self {
-        let kind = if (raw >> 32) as u8 == SiteKind::Return as u8 { SiteKind::Return } else { SiteKind::Entry };
+        let kind = match (raw >> 32) as u8 {
+            1 => SiteKind::Return,
+            2 => SiteKind::Goexit,
+            _ => SiteKind::Entry,
+        };
         Self { func_id: raw as u32, kind, guard_mask: (raw >> 40) as u8, guard_taken_if_any: (raw >> 48) & 1 == 1 }
     }
 
@@ -104,11 +111,208 @@ pub struct FuncCounters {
     pub calls: u64,
     /// Entry passes skipped because they were the morestack pass.
     pub morestack_skips: u64,
+    /// Returns matched with their entry (each adds to the histogram).
+    pub returns: u64,
+    /// Matched returns whose `error` result was non-nil.
+    pub errors: u64,
+    /// Sum of the latencies of matched returns, ns.
+    pub sum_ns: u64,
+    /// Largest latency of a matched return, ns.
+    pub max_ns: u64,
+    /// RET hits with no in-flight entry on the goroutine: the call began
+    /// before attach, or its state was evicted from the bounded map.
+    pub unmatched_returns: u64,
+    /// Entries not tracked because the goroutine already had
+    /// [`MAX_DEPTH`] traced calls in flight (they are still counted).
+    pub depth_overflows: u64,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: FuncCounters is repr(C), Copy, and made of u64 fields with no padding.
 unsafe impl aya::Pod for FuncCounters {}
+
+/// Traced calls one goroutine can have in flight at once (nesting depth of
+/// traced functions, recursion included).
+pub const MAX_DEPTH: usize = 12;
+/// Bytes of one string argument kept per call.
+pub const STR_CAP: usize = 128;
+/// Integer/pointer arguments kept per call.
+pub const MAX_SCALARS: usize = 4;
+
+/// Where an argument lives at the entry site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgLoc {
+    /// [`LOC_NONE`], [`LOC_REG`] or [`LOC_STACK`].
+    pub kind: u8,
+    /// Register index (see [`REG_NAMES`]) when `kind` is [`LOC_REG`].
+    pub reg: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+    /// Offset from the start of the stack argument area (8(SP) at entry).
+    pub stack_off: u32,
+}
+
+/// Not captured.
+pub const LOC_NONE: u8 = 0;
+/// In a register.
+pub const LOC_REG: u8 = 1;
+/// In the stack argument area.
+pub const LOC_STACK: u8 = 2;
+
+/// Register indexes used by [`ArgLoc::reg`] and [`FuncConfig::err_reg`]: Go's
+/// amd64 integer argument registers in ABI order.
+pub const REG_NAMES: [&str; 9] = ["RAX", "RBX", "RCX", "RDI", "RSI", "R8", "R9", "R10", "R11"];
+/// No register.
+pub const REG_NONE: u8 = 0xff;
+
+/// Track in-flight calls (entry + RET probes): latency, errors, events.
+pub const CFG_TRACK: u32 = 1 << 0;
+/// The function's last result is an `error`; see [`FuncConfig::err_reg`].
+pub const CFG_ERRORS: u32 = 1 << 1;
+/// Emit a ring-buffer event per returned call.
+pub const CFG_EMIT: u32 = 1 << 2;
+/// Record the caller chain at entry.
+pub const CFG_STACKS: u32 = 1 << 3;
+/// Capture arguments at entry.
+pub const CFG_ARGS: u32 = 1 << 4;
+
+/// What the kernel does for one function, set by user space before attach
+/// and changed while running (e.g. to stop tracking a detached function).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuncConfig {
+    /// `CFG_*` bits.
+    pub flags: u32,
+    /// Register holding the type word of the `error` result at RET.
+    pub err_reg: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+    /// Data pointer of the captured string argument.
+    pub str_ptr: ArgLoc,
+    /// Length of the captured string argument.
+    pub str_len: ArgLoc,
+    /// Captured integer/pointer arguments.
+    pub scalars: [ArgLoc; MAX_SCALARS],
+}
+
+impl Default for FuncConfig {
+    fn default() -> Self {
+        Self {
+            flags: 0,
+            err_reg: REG_NONE,
+            _pad: [0; 3],
+            str_ptr: ArgLoc::default(),
+            str_len: ArgLoc::default(),
+            scalars: [ArgLoc::default(); MAX_SCALARS],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, integer fields with explicit padding only.
+unsafe impl aya::Pod for FuncConfig {}
+
+/// One traced call in flight.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Frame {
+    /// Function id.
+    pub func: u32,
+    /// Length of the string argument as the caller passed it.
+    pub str_len: u32,
+    /// Entry time, `bpf_ktime_get_ns`.
+    pub start_ns: u64,
+    /// Return address at entry: the direct caller, which a frame-pointer
+    /// walk from the entry site would skip.
+    pub caller: u64,
+    /// Stack id of the rest of the chain, or negative when not recorded.
+    pub stack_id: i64,
+    /// Captured integer/pointer arguments.
+    pub scalars: [u64; MAX_SCALARS],
+    /// The first bytes of the string argument.
+    pub str: [u8; STR_CAP],
+}
+
+/// The traced calls in flight on one goroutine, innermost last.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GStack {
+    /// Number of frames in use.
+    pub depth: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The frames; only `frames[..depth]` are meaningful.
+    pub frames: [Frame; MAX_DEPTH],
+}
+
+/// A returned call, sent to user space through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CallEvent {
+    /// Function id.
+    pub func: u32,
+    /// `EV_*` bits.
+    pub flags: u32,
+    /// Address of the goroutine's `runtime.g`.
+    pub g: u64,
+    /// Goroutine id, or 0 when its offset in `runtime.g` is unknown.
+    pub goid: u64,
+    /// Entry time, `bpf_ktime_get_ns`.
+    pub start_ns: u64,
+    /// Wall duration, ns.
+    pub dur_ns: u64,
+    /// Return address at entry (the direct caller), or 0.
+    pub caller: u64,
+    /// Stack id, or negative.
+    pub stack_id: i64,
+    /// Captured integer/pointer arguments.
+    pub scalars: [u64; MAX_SCALARS],
+    /// Length of the string argument as passed (may exceed [`STR_CAP`]).
+    pub str_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The first `min(str_len, STR_CAP)` bytes of the string argument.
+    pub str: [u8; STR_CAP],
+}
+
+/// The call's `error` result was non-nil.
+pub const EV_ERROR: u32 = 1 << 0;
+/// The string argument was captured.
+pub const EV_STR: u32 = 1 << 1;
+
+/// Session-wide settings, one entry in an array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalConfig {
+    /// Emit an event for a call only when `(per-CPU sequence & sample_mask) == 0`;
+    /// 0 emits every call. User space raises it under load.
+    pub sample_mask: u64,
+    /// Offset of `goid` in `runtime.g`, or 0 when unknown.
+    pub goid_offset: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, u64 fields only.
+unsafe impl aya::Pod for GlobalConfig {}
+
+/// Session-wide counters, per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalStats {
+    /// Events lost because the ring buffer was full.
+    pub dropped: u64,
+    /// Events not emitted because of sampling.
+    pub sampled_out: u64,
+    /// Events emitted.
+    pub emitted: u64,
+    /// Goroutine exits that discarded abandoned in-flight calls.
+    pub goexit_cleanups: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, u64 fields only.
+unsafe impl aya::Pod for GlobalStats {}
 
 #[cfg(test)]
 mod tests {
@@ -116,13 +320,24 @@ mod tests {
 
     #[test]
     fn layout_is_stable() {
-        assert_eq!(core::mem::size_of::<FuncCounters>(), 16);
-        assert_eq!(core::mem::align_of::<FuncCounters>(), 8);
+        use core::mem::{align_of, size_of};
+        assert_eq!(size_of::<FuncCounters>(), 64);
+        assert_eq!(align_of::<FuncCounters>(), 8);
+        assert_eq!(size_of::<ArgLoc>(), 8);
+        assert_eq!(size_of::<FuncConfig>(), 8 + 8 * (2 + MAX_SCALARS));
+        assert_eq!(size_of::<Frame>(), 32 + 8 * MAX_SCALARS + STR_CAP);
+        assert_eq!(size_of::<GStack>(), 8 + MAX_DEPTH * size_of::<Frame>());
+        assert_eq!(size_of::<CallEvent>(), 56 + 8 * MAX_SCALARS + 8 + STR_CAP);
+        assert_eq!(size_of::<GlobalConfig>(), 16);
+        assert_eq!(size_of::<GlobalStats>(), 32);
+        // The ring buffer reserves 8-byte aligned records.
+        assert_eq!(align_of::<CallEvent>(), 8);
+        assert_eq!(STR_CAP & (STR_CAP - 1), 0, "the probe masks string lengths with STR_CAP - 1");
     }
 
     #[test]
     fn cookie_round_trips() {
-        for kind in [SiteKind::Entry, SiteKind::Return] {
+        for kind in [SiteKind::Entry, SiteKind::Return, SiteKind::Goexit] {
             for mask in [0, GUARD_CF, GUARD_CF | GUARD_ZF] {
                 for any in [false, true] {
                     let c = Cookie { func_id: 0xdead_beef, kind, guard_mask: mask, guard_taken_if_any: any };

@@ -1,48 +1,311 @@
-//! ktrace's uprobe programs. One program serves every site; the attach cookie
-//! (see `tracer_common::Cookie`) says which function and which kind of site
-//! fired. Counters are exact and per-CPU: this side never samples them.
+//! ktrace's uprobe programs. `ktrace_site` serves every site; the attach
+//! cookie (see `tracer_common::Cookie`) says which function and which kind of
+//! site fired. Counters and histograms are exact and per-CPU: this side never
+//! samples them. Only the per-call events sent to user space may be sampled
+//! (under load) or dropped (ring buffer full), and both are counted.
 //!
-//! The entry site is usually the stack-guard conditional branch. The kernel
-//! emulates that instruction, so it is cheap, and it runs once per pass
-//! through the prologue. The pass that is about to call `runtime.morestack`
-//! re-enters the function afterwards; it is recognised from the saved EFLAGS
-//! and not counted.
+//! Entry: the site is usually the stack-guard conditional branch, which the
+//! kernel emulates (cheap) and which runs once per pass through the prologue.
+//! The pass about to call `runtime.morestack` re-enters the function
+//! afterwards; it is recognised from the saved EFLAGS and ignored. A tracked
+//! function pushes a frame (start time, arguments, caller) on its goroutine's
+//! stack of in-flight calls, keyed by the `g` pointer in R14: goroutines move
+//! between threads, `g` structs never move.
+//!
+//! RET: pops the innermost frame of the same function, so recursion pairs
+//! correctly and frames left by a call that panicked and was recovered are
+//! dropped when an outer call returns. `runtime.goexit1` discards whatever a
+//! dying goroutine left; the LRU map bounds the rest.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    helpers::bpf_get_attach_cookie,
+    EbpfContext,
+    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
     macros::{map, uprobe},
-    maps::PerCpuArray,
-    programs::ProbeContext,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{ProbeContext, tracing::StackIdContext},
 };
-use tracer_common::{Cookie, FuncCounters, MAX_FUNCS, SiteKind};
+use tracer_common::{
+    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR, EV_STR, FuncConfig,
+    FuncCounters, GStack, GlobalConfig, GlobalStats, LOC_REG, LOC_STACK, MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP,
+    SiteKind, hist,
+};
 
 #[map]
 static COUNTERS: PerCpuArray<FuncCounters> = PerCpuArray::with_max_entries(MAX_FUNCS, 0);
+/// One histogram per function; user space sets the number of entries to the
+/// number of traced functions at load time.
+#[map]
+static HIST: PerCpuArray<[u64; hist::BUCKETS as usize]> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static FUNC_CONFIG: Array<FuncConfig> = Array::with_max_entries(MAX_FUNCS, 0);
+#[map]
+static CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+#[map]
+static STATS: PerCpuArray<GlobalStats> = PerCpuArray::with_max_entries(1, 0);
+/// In-flight calls per goroutine. LRU: a goroutine that never returns from a
+/// traced call cannot leak memory.
+#[map]
+static INFLIGHT: LruHashMap<u64, GStack> = LruHashMap::with_max_entries(8192, 0);
+/// Zeroed template for a goroutine's first frame (too big for the BPF stack).
+#[map]
+static SCRATCH: PerCpuArray<GStack> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
 #[uprobe]
 pub fn ktrace_site(ctx: ProbeContext) -> u32 {
     // SAFETY: the helper only reads the cookie of the link that fired.
-    let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.regs.cast()) });
-    if cookie.kind != SiteKind::Entry {
-        return 0;
-    }
+    let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
     // SAFETY: ctx.regs points at the saved user registers for this hit.
-    let eflags = unsafe { (*ctx.regs).eflags };
-    let Some(slot) = COUNTERS.get_ptr_mut(cookie.func_id) else {
-        return 0;
-    };
-    // SAFETY: a per-CPU slot is only touched by this CPU, and preemption is off
-    // while a BPF program runs, so plain increments are exact.
-    unsafe {
-        if cookie.morestack_pass(eflags) {
-            (*slot).morestack_skips += 1;
-        } else {
-            (*slot).calls += 1;
-        }
+    let regs = unsafe { &*ctx.regs };
+    match cookie.kind {
+        SiteKind::Entry => on_entry(&ctx, regs, cookie),
+        SiteKind::Return => on_return(regs, cookie.func_id),
+        SiteKind::Goexit => on_goexit(regs),
     }
     0
+}
+
+/// The floor for the cost benchmark: count the hit, nothing else.
+#[uprobe]
+pub fn ktrace_bare(ctx: ProbeContext) -> u32 {
+    // SAFETY: as in ktrace_site.
+    let cookie = Cookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
+    if let Some(c) = COUNTERS.get_ptr_mut(cookie.func_id) {
+        // SAFETY: per-CPU slot, preemption off while the program runs.
+        unsafe { (*c).calls += 1 };
+    }
+    0
+}
+
+#[inline(always)]
+fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
+    let func = cookie.func_id;
+    let Some(c) = COUNTERS.get_ptr_mut(func) else { return };
+    // SAFETY: a per-CPU slot is only touched by this CPU, and preemption is off
+    // while a BPF program runs, so plain increments are exact.
+    let c = unsafe { &mut *c };
+    if cookie.morestack_pass(regs.eflags) {
+        c.morestack_skips += 1;
+        return;
+    }
+    c.calls += 1;
+    let Some(cfg) = FUNC_CONFIG.get(func) else { return };
+    if cfg.flags & CFG_TRACK == 0 {
+        return;
+    }
+    let g = regs.r14;
+    let stack = match INFLIGHT.get_ptr_mut(g) {
+        Some(s) => s,
+        None => {
+            let Some(zero) = SCRATCH.get_ptr_mut(0) else { return };
+            // SAFETY: per-CPU scratch; only `depth` must be zero.
+            unsafe { (*zero).depth = 0 };
+            // SAFETY: the value pointer is a map value of the right type.
+            if INFLIGHT.insert(g, unsafe { &*zero }, 0).is_err() {
+                return;
+            }
+            let Some(s) = INFLIGHT.get_ptr_mut(g) else { return };
+            s
+        }
+    };
+    // SAFETY: map values stay valid for the program's run; another CPU can only
+    // touch the same goroutine's entry if the goroutine ran there concurrently,
+    // which the Go scheduler never does.
+    let stack = unsafe { &mut *stack };
+    let depth = stack.depth as usize;
+    let Some(frame) = stack.frames.get_mut(depth) else {
+        c.depth_overflows += 1;
+        return;
+    };
+    frame.func = func;
+    frame.str_len = 0;
+    frame.caller = 0;
+    frame.stack_id = -1;
+    if cfg.flags & CFG_ARGS != 0 {
+        let sp = regs.rsp;
+        let regs = &arg_regs(regs);
+        for i in 0..MAX_SCALARS {
+            frame.scalars[i] = read_arg(regs, sp, &cfg.scalars[i]);
+        }
+        if cfg.str_ptr.kind != 0 {
+            let ptr = read_arg(regs, sp, &cfg.str_ptr);
+            let len = read_arg(regs, sp, &cfg.str_len);
+            frame.str_len = len.min(u32::MAX as u64) as u32;
+            let n = (len.min(STR_CAP as u64) as usize) & (STR_CAP * 2 - 1);
+            if n > 0 && n <= STR_CAP {
+                // SAFETY: reads user memory through the helper, which faults safely.
+                if unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut frame.str[..n]) }.is_err() {
+                    frame.str_len = 0;
+                }
+            }
+        }
+    }
+    if cfg.flags & CFG_STACKS != 0 {
+        // At the entry site the frame pointer still belongs to the caller, so a
+        // frame-pointer walk skips the direct caller; its return address is at SP.
+        // SAFETY: reads user memory through the helper.
+        frame.caller = unsafe { bpf_probe_read_user(regs.rsp as *const u64) }.unwrap_or(0);
+        frame.stack_id = ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64).unwrap_or(-1);
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    frame.start_ns = unsafe { bpf_ktime_get_ns() };
+    stack.depth = depth as u32 + 1;
+}
+
+/// Go's integer argument registers in ABI order (`tracer_common::REG_NAMES`),
+/// copied out of the context: the verifier only allows context reads at
+/// constant offsets, so an indexed read must come from this copy.
+#[inline(always)]
+fn arg_regs(regs: &pt_regs) -> [u64; 9] {
+    // black_box keeps the compiler from folding the index back into a
+    // variable-offset context load.
+    core::hint::black_box([regs.rax, regs.rbx, regs.rcx, regs.rdi, regs.rsi, regs.r8, regs.r9, regs.r10, regs.r11])
+}
+
+#[inline(always)]
+fn reg(regs: &[u64; 9], index: u8) -> u64 {
+    regs.get(index as usize).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn read_arg(regs: &[u64; 9], sp: u64, loc: &ArgLoc) -> u64 {
+    match loc.kind {
+        LOC_REG => reg(regs, loc.reg),
+        // The stack argument area starts just above the return address.
+        LOC_STACK => {
+            let addr = sp.wrapping_add(8).wrapping_add(loc.stack_off as u64);
+            // SAFETY: reads user memory through the helper.
+            unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn on_return(regs: &pt_regs, func: u32) {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(c) = COUNTERS.get_ptr_mut(func) else { return };
+    // SAFETY: per-CPU slot, see on_entry.
+    let c = unsafe { &mut *c };
+    let g = regs.r14;
+    let Some(stack) = INFLIGHT.get_ptr_mut(g) else {
+        c.unmatched_returns += 1;
+        return;
+    };
+    // SAFETY: see on_entry.
+    let stack = unsafe { &mut *stack };
+    // Find the innermost frame of this function; frames above it were left by
+    // calls that never returned (a recovered panic) and are discarded.
+    let top = stack.depth as usize;
+    let mut found = None;
+    for i in 0..MAX_DEPTH {
+        if i >= top {
+            break;
+        }
+        // black_box keeps the unsigned bounds check the verifier needs.
+        let idx = core::hint::black_box(top - 1 - i);
+        if idx >= MAX_DEPTH {
+            break;
+        }
+        if stack.frames[idx].func == func {
+            found = Some(idx);
+            break;
+        }
+    }
+    let Some(depth) = found else {
+        c.unmatched_returns += 1;
+        return;
+    };
+    let Some(frame) = stack.frames.get(depth) else { return };
+    let dur = now.saturating_sub(frame.start_ns);
+    c.returns += 1;
+    c.sum_ns += dur;
+    if dur > c.max_ns {
+        c.max_ns = dur;
+    }
+    if let Some(h) = HIST.get_ptr_mut(func) {
+        // The compiler knows the bucket is in range and would drop a bounds
+        // check the verifier needs; black_box hides what it knows.
+        let b = core::hint::black_box(hist::bucket_of(dur) as usize);
+        if b < hist::BUCKETS as usize {
+            // SAFETY: per-CPU slot; b is in range, checked above.
+            unsafe { (*h)[b] += 1 };
+        }
+    }
+    let Some(cfg) = FUNC_CONFIG.get(func) else { return };
+    let mut flags = 0;
+    if cfg.flags & CFG_ERRORS != 0 && reg(&arg_regs(regs), cfg.err_reg) != 0 {
+        c.errors += 1;
+        flags |= EV_ERROR;
+    }
+    if cfg.flags & CFG_EMIT != 0 {
+        emit(g, frame, dur, flags);
+    }
+    stack.depth = depth as u32;
+    if depth == 0 {
+        let _ = INFLIGHT.remove(g);
+    }
+}
+
+#[inline(always)]
+fn emit(g: u64, frame: &tracer_common::Frame, dur: u64, mut flags: u32) {
+    let Some(stats) = STATS.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot.
+    let stats = unsafe { &mut *stats };
+    let global = CONFIG.get(0).copied().unwrap_or_default();
+    let seq = stats.emitted + stats.sampled_out + stats.dropped;
+    if seq & global.sample_mask != 0 {
+        stats.sampled_out += 1;
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<CallEvent>(0) else {
+        stats.dropped += 1;
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved record of the right size; every field
+    // is written before submit.
+    unsafe {
+        (*ev).func = frame.func;
+        (*ev).g = g;
+        (*ev).goid = if global.goid_offset != 0 {
+            bpf_probe_read_user((g + global.goid_offset) as *const u64).unwrap_or(0)
+        } else {
+            0
+        };
+        (*ev).start_ns = frame.start_ns;
+        (*ev).dur_ns = dur;
+        (*ev).caller = frame.caller;
+        (*ev).stack_id = frame.stack_id;
+        (*ev).scalars = frame.scalars;
+        (*ev).str_len = frame.str_len;
+        (*ev)._pad = 0;
+        if frame.str_len > 0 {
+            flags |= EV_STR;
+        }
+        (*ev).flags = flags;
+        (*ev).str = frame.str;
+    }
+    stats.emitted += 1;
+    // No wakeup per event: user space drains the buffer on a short timer.
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
+}
+
+#[inline(always)]
+fn on_goexit(regs: &pt_regs) {
+    if INFLIGHT.remove(regs.r14).is_ok()
+        && let Some(stats) = STATS.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU slot.
+        unsafe { (*stats).goexit_cleanups += 1 };
+    }
 }
 
 #[cfg(not(test))]

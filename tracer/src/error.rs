@@ -33,7 +33,10 @@ impl Error {
     /// 4 missing privileges or kernel support, 1 anything else.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Input(_) | Error::Resolve(_) | Error::Spec(_) => ExitCode::from(3),
+            Error::Input(_)
+            | Error::Resolve(_)
+            | Error::Spec(_)
+            | Error::Plan(crate::plan::PlanError::UnsupportedArch(_)) => ExitCode::from(3),
             Error::Privileges(_) => ExitCode::from(4),
             Error::Plan(_) | Error::Attach(_) | Error::Output(_) => ExitCode::from(1),
         }

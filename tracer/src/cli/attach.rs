@@ -1,29 +1,51 @@
-//! `ktrace attach`: place entry probes on a live process and report exact
-//! call counts when the duration ends, on Ctrl-C / SIGTERM, or when the
-//! target exits.
+//! `ktrace attach`: place entry and RET probes on a live process, show a live
+//! table, and report exact counts, latencies and errors when the duration
+//! ends, on Ctrl-C / SIGTERM, or when the target exits. Optionally writes
+//! every call (arguments, caller stack) to a trace file for `ktrace flame`.
 
 use std::{
-    io::Write,
-    path::Path,
-    time::{Duration, Instant},
+    fs::File,
+    io::{BufWriter, IsTerminal, Write},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use analyzer::summary::{FunctionSummary, Mode, Summary};
+use analyzer::{
+    summary::{FunctionSummary, Mode, Summary},
+    trace::{self, End, FunctionStats, Header, Record, TraceWriter, TracedFunction},
+};
 use clap::Args;
 
-use super::TargetArgs;
+use super::{TargetArgs, live};
 use crate::{
-    attach::{FunctionCounts, Session, privileges},
+    attach::{
+        FunctionCounts, Options, Session,
+        calibrate::{self, HitCost},
+        config::{self, Captures, Wants},
+        events::{self, Symbolizer},
+        privileges,
+    },
     error::Error,
+    plan::{Planner, ProbePlan, abi, amd64},
+    resolve::Function,
+    spec,
 };
 
 pub const EXAMPLES: &str = "\
 Examples:
-  # count etcd3 Create calls of a running apiserver for 10 seconds
-  ktrace attach --pid $(pgrep kube-apiserver) \\
-      --funcs 'k8s.io/apiserver/pkg/storage/etcd3.(*store).Create' --duration 10s
-  # machine-readable summary at the end
-  ktrace attach --pid 4242 --funcs '*etcd3.(*store).*' --duration 5s --json";
+  # latency, errors and counts of the etcd3 store of a running apiserver, live, for 30 seconds
+  ktrace attach --pid $(pgrep kube-apiserver) --funcs storage --duration 30s
+  # the whole request path; keep every call with its etcd key and caller stack in a trace file
+  ktrace attach --pid 4242 --funcs storage,authn,authz,admission --args --stacks --output req.trace
+  # cheapest mode: exact call counts and rates only (entry probes)
+  ktrace attach --pid 4242 --funcs '*etcd3.(*store).*' --count-only --duration 5s --json
+  # Delve breakpoint locations work unchanged
+  ktrace attach --pid 4242 --funcs 'staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create'";
+
+/// A function called more often than this per second is detached unless
+/// --max-rate says otherwise: at ~20 µs per single-stepped RET hit, 20 000
+/// calls/s would cost 40 % of a CPU.
+const DEFAULT_MAX_RATE: u64 = 20_000;
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
@@ -39,96 +61,446 @@ pub struct AttachArgs {
     /// Print the JSON summary document at the end instead of a table
     #[arg(long)]
     json: bool,
+    /// Entry probes only: exact counts and rates, no latency or errors (cheapest)
+    #[arg(long)]
+    count_only: bool,
+    /// Capture arguments (the first string, e.g. the etcd key, and up to 4 integers/pointers)
+    #[arg(long)]
+    args: bool,
+    /// Record each call's caller stack (Go frame pointers)
+    #[arg(long)]
+    stacks: bool,
+    /// Write every traced call and the histograms to this trace file (JSON Lines; see docs/trace-format.md)
+    #[arg(long, value_name = "TRACE")]
+    output: Option<PathBuf>,
+    /// Detach a function called more than N times per second (0: never)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RATE)]
+    max_rate: u64,
+    /// Keep the estimated overhead under PCT % of one CPU by removing the costliest RET probes first
+    #[arg(long, value_name = "PCT")]
+    max_overhead: Option<f64>,
+    /// Benchmarks only: load a bare counting program on the same sites instead of ktrace's
+    #[arg(long, hide = true)]
+    bare: bool,
 }
 
-/// How often to check whether the target is still alive.
-const LIVENESS_POLL: Duration = Duration::from_millis(200);
+/// How often call events are read from the ring buffer. The kernel never
+/// wakes ktrace per event; this timer is the only reader.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often the table, the rate limit and the overhead budget are checked.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+/// Above this many events per second the kernel is asked to sample detail.
+const EVENTS_PER_SEC_HIGH: u64 = 50_000;
+
+/// Presets reported as groups in the trace header.
+const GROUPS: [&str; 7] = ["authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
 
 pub fn run(args: &AttachArgs) -> Result<(), Error> {
+    if args.max_overhead.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
+        return Err(Error::Input("--max-overhead must be a percentage in (0, 100]".into()));
+    }
     privileges::check()?;
-    let (binary, plans) = args.target.plan(&args.funcs)?;
+    let planned = args.target.plan_all(&args.funcs)?;
+    let (binary, plans, functions) = (&planned.binary, &planned.plans, &planned.functions);
     let pid = args.target.pid;
 
-    let session = Session::attach(pid, &binary, &plans)?;
+    let wants = Wants {
+        latency: !args.count_only,
+        events: args.output.is_some() || args.args || args.stacks,
+        args: args.args,
+        stacks: args.stacks,
+    };
+    let dwarf = binary.dwarf()?;
+    let (configs, captures): (Vec<_>, Vec<_>) = plans
+        .iter()
+        .map(|p| {
+            let slots = dwarf.as_ref().and_then(|d| d.params(&p.function.name)).map(|params| {
+                let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
+                abi::layout(&params, &amd64::REGISTERS)
+            });
+            config::build(p, slots.as_deref(), wants)
+        })
+        .unzip();
+    let goexit = goexit_plan(binary, functions);
+
+    let cost = if args.bare {
+        None
+    } else {
+        match calibrate::measure() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("ktrace: warning: cannot measure the per-hit cost on this host ({e}); no overhead estimate");
+                None
+            }
+        }
+    };
+    if args.max_overhead.is_some() && cost.is_none() {
+        return Err(Error::Input("--max-overhead needs the per-hit cost measurement, which failed".into()));
+    }
+
+    let mono_start = events::monotonic_ns();
+    let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let options = Options { count_only: args.count_only, bare: args.bare };
+    let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
     let started = Instant::now();
     let who = pid.map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
     let until =
         args.duration.map_or_else(|| "until Ctrl-C".to_string(), |d| format!("for {}", humantime::format_duration(d)));
-    eprintln!("ktrace: {} probes on {} functions of {who}; counting {until}", session.probes, plans.len());
+    let mode = if args.count_only { "counting" } else { "tracing" };
+    eprintln!(
+        "ktrace: {} probes on {} functions of {who} ({} single-stepped); {mode} {until}",
+        session.probes,
+        plans.len(),
+        session.single_stepped
+    );
+    if let Some(c) = cost {
+        eprintln!(
+            "ktrace: per-hit cost on this host: {:.2} µs emulated, {:.2} µs single-stepped",
+            c.emulated_ns / 1e3,
+            c.single_stepped_ns / 1e3
+        );
+    }
 
-    let ended = wait(args.duration, pid)?;
-    let counts = session.counts()?;
+    let mut writer = match &args.output {
+        Some(path) => Some(open_trace(path, args, binary, plans, pid, start_unix_ns)?),
+        None => None,
+    };
+    let sym = Symbolizer::new(functions, pid.map_or(0, |p| events::load_bias(p, lowest_text(functions))));
+    let mut state = Loop {
+        session: &mut session,
+        plans,
+        captures: &captures,
+        cost,
+        mono_start,
+        sym: &sym,
+        writer: writer.as_mut(),
+        detached: vec![None; plans.len()],
+        last: None,
+        sample_shift: 0,
+        live: std::io::stderr().is_terminal() && !args.json,
+        write_error: None,
+    };
+    let ended = state.run(args, pid)?;
+    let counts = state.session.counts()?;
+    let stats = state.session.stats()?;
+    let detached = std::mem::take(&mut state.detached);
+    let has_returns: Vec<bool> = (0..plans.len()).map(|i| state.session.has_returns(i as u32)).collect();
+    if let Some(e) = state.write_error.take() {
+        return Err(e.into());
+    }
     let duration = started.elapsed();
     drop(session);
     if let Some(why) = ended {
         eprintln!("ktrace: {why}; summary so far:");
     }
-    let skips: u64 = counts.iter().map(|c| c.morestack_skips).sum();
+    let skips: u64 = counts.iter().map(|c| c.counters.morestack_skips).sum();
     if skips > 0 {
         eprintln!("ktrace: {skips} stack-growth re-entries of a prologue were seen and not counted as calls");
     }
+    let deep: u64 = counts.iter().map(|c| c.counters.depth_overflows).sum();
+    if deep > 0 {
+        eprintln!(
+            "ktrace: {deep} calls nested deeper than {} traced calls on one goroutine were counted but not timed",
+            tracer_common::MAX_DEPTH
+        );
+    }
+    let unmatched = counts.iter().map(|c| c.counters.unmatched_returns).sum::<u64>().saturating_sub(deep);
+    if unmatched > 0 {
+        eprintln!("ktrace: {unmatched} returns of calls that began before attach (or were evicted) were not timed");
+    }
+    if stats.dropped + stats.sampled_out > 0 {
+        eprintln!(
+            "ktrace: call events: {} recorded, {} sampled out under load, {} dropped (ring buffer full); counts and histograms are exact",
+            stats.emitted, stats.sampled_out, stats.dropped
+        );
+    }
 
-    let summary = summarize(pid, &counts, duration);
+    let mode = if args.count_only { Mode::CountOnly } else { Mode::Latency };
+    let summary = summarize(mode, pid, &counts, &captures, &has_returns, stats.dropped, duration);
+    if let Some(mut w) = writer {
+        for (id, (c, s)) in counts.iter().zip(&summary.functions).enumerate() {
+            w.record(&Record::Function(FunctionStats {
+                func: id as u32,
+                calls: s.calls,
+                errors: s.errors,
+                latency_ns: s.latency_ns,
+                histogram: c.hist.buckets(),
+                detached: detached[id].clone(),
+            }))?;
+        }
+        w.finish(&End {
+            duration_ns: summary.duration_ns,
+            dropped_events: stats.dropped,
+            sampled_out: stats.sampled_out,
+        })?;
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &summary).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        print_table(&mut out, &counts, duration)?;
+        live::print_summary(&mut out, &summary, duration)?;
     }
     Ok(())
 }
 
-/// Blocks until the duration ends (`None`), or returns why it ended early.
-fn wait(duration: Option<Duration>, pid: Option<u32>) -> Result<Option<&'static str>, Error> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let deadline = async {
-            match duration {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        let target_exit = async {
-            let Some(pid) = pid else { return std::future::pending().await };
-            let proc_dir = format!("/proc/{pid}");
-            let mut tick = tokio::time::interval(LIVENESS_POLL);
-            loop {
-                tick.tick().await;
-                if !Path::new(&proc_dir).exists() {
-                    return;
-                }
-            }
-        };
-        Ok(tokio::select! {
-            () = deadline => None,
-            r = tokio::signal::ctrl_c() => { r?; Some("interrupted") }
-            _ = sigterm.recv() => Some("terminated"),
-            () = target_exit => Some("the target exited"),
-        })
-    })
+/// `runtime.goexit1`, where a dying goroutine's abandoned calls are dropped.
+fn goexit_plan(binary: &crate::resolve::Binary, functions: &[Function]) -> Option<ProbePlan> {
+    let f = functions.iter().find(|f| f.name == "runtime.goexit1")?;
+    Planner::new(binary, functions).plan(f).ok()
 }
 
-fn summarize(pid: Option<u32>, counts: &[FunctionCounts], duration: Duration) -> Summary {
+fn lowest_text(functions: &[Function]) -> u64 {
+    functions.iter().map(|f| f.entry).min().unwrap_or(0)
+}
+
+fn open_trace(
+    path: &Path,
+    args: &AttachArgs,
+    binary: &crate::resolve::Binary,
+    plans: &[ProbePlan],
+    pid: Option<u32>,
+    start_unix_ns: u64,
+) -> Result<TraceWriter<BufWriter<File>>, Error> {
+    let traced: Vec<Function> = plans.iter().map(|p| p.function.clone()).collect();
+    let mut groups = vec![Vec::new(); plans.len()];
+    for group in GROUPS {
+        let Ok(items) = spec::parse(group) else { continue };
+        let Ok(members) = spec::select(&items, &traced) else { continue };
+        for m in members {
+            if let Some(i) = traced.iter().position(|f| std::ptr::eq(f, m)) {
+                groups[i].push(group.to_string());
+            }
+        }
+    }
+    let header = Header {
+        format: trace::FORMAT.into(),
+        version: trace::VERSION,
+        mode: if args.count_only { Mode::CountOnly } else { Mode::Latency },
+        pid,
+        binary: binary.path().display().to_string(),
+        build_id: binary.build_id(),
+        go_version: binary.build_info().map(|b| b.go_version.clone()),
+        start_unix_ns,
+        functions: plans
+            .iter()
+            .zip(groups)
+            .enumerate()
+            .map(|(id, (p, groups))| TracedFunction {
+                id: id as u32,
+                symbol: p.label(),
+                file: p.function.file.clone(),
+                line: p.function.line,
+                groups,
+            })
+            .collect(),
+    };
+    let file = File::create(path)
+        .map_err(|e| Error::Input(format!("cannot create the trace file {}: {e}", path.display())))?;
+    Ok(TraceWriter::new(BufWriter::new(file), &header)?)
+}
+
+/// The running session and what the loop keeps between ticks.
+struct Loop<'a> {
+    session: &'a mut Session,
+    plans: &'a [ProbePlan],
+    captures: &'a [Captures],
+    cost: Option<HitCost>,
+    mono_start: u64,
+    sym: &'a Symbolizer,
+    writer: Option<&'a mut TraceWriter<BufWriter<File>>>,
+    /// Why each function was detached, if it was.
+    detached: Vec<Option<String>>,
+    /// Counts and time at the previous tick, for rates.
+    last: Option<(Instant, Vec<FunctionCounts>, u64)>,
+    sample_shift: u32,
+    live: bool,
+    write_error: Option<std::io::Error>,
+}
+
+impl Loop<'_> {
+    /// Runs until the duration ends (`None`), or returns why it ended early.
+    fn run(&mut self, args: &AttachArgs, pid: Option<u32>) -> Result<Option<&'static str>, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let deadline = async {
+                match args.duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(deadline);
+            let mut drain = tokio::time::interval(DRAIN_EVERY);
+            let mut tick = tokio::time::interval(TICK_EVERY);
+            tick.tick().await;
+            // Rates are measured from attach on, so a burst in the first
+            // second is caught too.
+            self.last = Some((Instant::now(), self.session.counts()?, self.session.stats()?.emitted));
+            let proc_dir = pid.map(|p| PathBuf::from(format!("/proc/{p}")));
+            let ended = loop {
+                tokio::select! {
+                    () = &mut deadline => break None,
+                    r = tokio::signal::ctrl_c() => { r?; break Some("interrupted") }
+                    _ = sigterm.recv() => break Some("terminated"),
+                    _ = drain.tick() => {
+                        self.drain();
+                        if proc_dir.as_ref().is_some_and(|d| !d.exists()) {
+                            break Some("the target exited");
+                        }
+                    }
+                    _ = tick.tick() => self.tick(args)?,
+                }
+            };
+            self.drain();
+            if self.live {
+                live::clear(&mut std::io::stderr());
+            }
+            Ok::<_, Error>(ended)
+        })
+    }
+
+    fn drain(&mut self) {
+        let (captures, sym, mono_start) = (self.captures, self.sym, self.mono_start);
+        let mut calls = Vec::new();
+        self.session.drain_events(|ev| calls.push(*ev));
+        let Some(w) = self.writer.as_deref_mut() else { return };
+        for ev in &calls {
+            let caps = captures.get(ev.func as usize).cloned().unwrap_or_default();
+            let stack = if ev.stack_id >= 0 { self.session.stack(ev.stack_id) } else { Vec::new() };
+            let call = events::to_call(ev, &caps, mono_start, &stack, sym);
+            if let Err(e) = w.call(&call) {
+                self.write_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
+        let now = Instant::now();
+        let counts = self.session.counts()?;
+        let events = self.session.stats()?.emitted;
+        let Some((then, before, events_before)) = self.last.replace((now, counts.clone(), events)) else {
+            return Ok(());
+        };
+        let secs = now.duration_since(then).as_secs_f64().max(1e-3);
+        let rate = |i: usize, f: fn(&FunctionCounts) -> u64| f(&counts[i]).saturating_sub(f(&before[i])) as f64 / secs;
+        let entry_rates: Vec<f64> = (0..counts.len()).map(|i| rate(i, |c| c.counters.calls)).collect();
+        let ret_rates: Vec<f64> =
+            (0..counts.len()).map(|i| rate(i, |c| c.counters.returns + c.counters.unmatched_returns)).collect();
+
+        if args.max_rate > 0 {
+            for (i, r) in entry_rates.iter().enumerate() {
+                if *r > args.max_rate as f64 && self.session.is_attached(i as u32) {
+                    self.session.detach_function(i as u32)?;
+                    let why = format!("called {r:.0}/s, over --max-rate {}", args.max_rate);
+                    eprintln!(
+                        "ktrace: warning: {}: {why}; detached, the other functions are still traced",
+                        counts[i].symbol
+                    );
+                    self.detached[i] = Some(why);
+                }
+            }
+        }
+
+        let overhead = self.cost.map(|c| self.overhead(&c, &entry_rates, &ret_rates));
+        if let (Some(budget), Some(cost)) = (args.max_overhead, self.cost) {
+            let mut estimate = overhead.unwrap_or(0.0);
+            // The costliest RET probes go first; their functions keep exact counts.
+            let mut by_cost: Vec<usize> = (0..counts.len()).filter(|&i| self.session.has_returns(i as u32)).collect();
+            by_cost
+                .sort_by(|&a, &b| self.ret_cost(&cost, b, &ret_rates).total_cmp(&self.ret_cost(&cost, a, &ret_rates)));
+            for i in by_cost {
+                if estimate <= budget {
+                    break;
+                }
+                let saved = self.ret_cost(&cost, i, &ret_rates);
+                self.session.detach_returns(i as u32)?;
+                estimate -= saved;
+                let why = format!("RET probes removed to keep the overhead under {budget}% (counting continues)");
+                eprintln!("ktrace: warning: {}: {why}", counts[i].symbol);
+                self.detached[i] = Some(why);
+            }
+        }
+
+        // Event detail is sampled under load; counters never are.
+        let events_rate = (events - events_before) as f64 / secs * (1u64 << self.sample_shift) as f64;
+        let shift = (0..=16).find(|s| events_rate / (1u64 << s) as f64 <= EVENTS_PER_SEC_HIGH as f64).unwrap_or(16);
+        if shift != self.sample_shift {
+            self.session.set_sampling(shift)?;
+            self.sample_shift = shift;
+        }
+
+        if let Some(w) = self.writer.as_deref_mut()
+            && let Err(e) = w.flush()
+        {
+            self.write_error.get_or_insert(e);
+        }
+        if self.live {
+            let rows: Vec<live::Row> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| live::Row {
+                    symbol: &c.symbol,
+                    calls: c.counters.calls,
+                    rate: entry_rates[i],
+                    errors: self.captures[i].errors.then_some(c.counters.errors),
+                    latency: c.hist.latency(),
+                    detached: self.detached[i].is_some(),
+                })
+                .collect();
+            live::draw(&mut std::io::stderr(), &rows, overhead, self.sample_shift);
+        }
+        Ok(())
+    }
+
+    /// Estimated CPU cost of the probes, as % of one CPU.
+    fn overhead(&self, cost: &HitCost, entry_rates: &[f64], ret_rates: &[f64]) -> f64 {
+        let mut ns_per_sec = 0.0;
+        for (i, plan) in self.plans.iter().enumerate() {
+            if self.session.is_attached(i as u32) {
+                ns_per_sec += entry_rates[i] * cost.of(plan.entry.emulated);
+            }
+            ns_per_sec += self.ret_cost(cost, i, ret_rates) * 1e7;
+        }
+        ns_per_sec / 1e7
+    }
+
+    /// CPU % spent on function `i`'s RET probes.
+    fn ret_cost(&self, cost: &HitCost, i: usize, ret_rates: &[f64]) -> f64 {
+        if !self.session.has_returns(i as u32) {
+            return 0.0;
+        }
+        ret_rates[i] * cost.single_stepped_ns / 1e7
+    }
+}
+
+fn summarize(
+    mode: Mode,
+    pid: Option<u32>,
+    counts: &[FunctionCounts],
+    captures: &[Captures],
+    has_returns: &[bool],
+    dropped_events: u64,
+    duration: Duration,
+) -> Summary {
     Summary {
-        mode: Mode::CountOnly,
+        mode,
         pid,
         functions: counts
             .iter()
-            .map(|c| FunctionSummary { symbol: c.symbol.clone(), calls: c.calls, errors: None, latency_ns: None })
+            .enumerate()
+            .map(|(i, c)| {
+                let timed = mode == Mode::Latency && (has_returns[i] || c.counters.returns > 0);
+                FunctionSummary {
+                    symbol: c.symbol.clone(),
+                    calls: c.counters.calls,
+                    errors: (timed && captures[i].errors).then_some(c.counters.errors),
+                    latency_ns: if timed { c.hist.latency() } else { None },
+                }
+            })
             .collect(),
-        dropped_events: 0,
+        dropped_events,
         duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
     }
-}
-
-fn print_table(out: &mut impl Write, counts: &[FunctionCounts], duration: Duration) -> std::io::Result<()> {
-    let secs = duration.as_secs_f64().max(1e-9);
-    writeln!(out, "{:>12} {:>12}  FUNCTION", "CALLS", "RATE/s")?;
-    for c in counts {
-        writeln!(out, "{:>12} {:>12.1}  {}", c.calls, c.calls as f64 / secs, c.symbol)?;
-    }
-    writeln!(out, "({:.2} s)", duration.as_secs_f64())
 }

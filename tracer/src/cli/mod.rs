@@ -4,6 +4,7 @@
 
 mod attach;
 mod funcs;
+mod live;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -63,15 +64,24 @@ impl TargetArgs {
 
     /// Opens the binary, checks it is a Go program new enough to trace, and
     /// plans probe sites for every function `spec` selects.
-    fn plan(&self, spec: &str) -> Result<(Binary, Vec<ProbePlan>), Error> {
+    /// Opens the binary, checks it is a Go program new enough to trace, and
+    /// plans probe sites for every function, line and inlined copy `spec`
+    /// selects; also returns every function of the binary (to symbolize
+    /// stacks).
+    fn plan_all(&self, spec: &str) -> Result<Planned, Error> {
         let binary = Binary::open(&self.path()?)?;
         binary.check_go()?;
         let functions = binary.functions()?;
-        let selected = spec::select(&spec::parse(spec)?, &functions)?;
-        let planner = Planner::new(&binary, &functions);
-        let plans = selected.into_iter().map(|f| planner.plan(f)).collect::<Result<Vec<_>, _>>()?;
-        Ok((binary, plans))
+        let plans = crate::plan::sites::plan_items(&binary, &functions, &spec::parse(spec)?)?;
+        Ok(Planned { binary, functions, plans })
     }
+}
+
+/// A binary, its functions, and the probe plans a spec selected.
+struct Planned {
+    binary: Binary,
+    functions: Vec<crate::resolve::Function>,
+    plans: Vec<ProbePlan>,
 }
 
 /// Parses the command line, runs the command and returns the exit code.

@@ -1,0 +1,103 @@
+//! Measures what one uprobe hit costs on this host, for an instruction the
+//! kernel emulates and for one it single-steps, by probing a function of
+//! ktrace's own process for a moment. `ktrace attach` multiplies these by the
+//! observed hit rates to show its overhead before it matters.
+
+use std::{hint::black_box, num::NonZeroU32, path::Path, time::Instant};
+
+use aya::{
+    EbpfLoader,
+    maps::PerCpuArray,
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use tracer_common::{Cookie, FuncCounters, SiteKind};
+
+use super::{AttachError, EBPF_OBJECT, PROGRAM, map_err};
+
+/// Per-hit cost of a probe, in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HitCost {
+    /// On an instruction the kernel emulates (a jump).
+    pub emulated_ns: f64,
+    /// On an instruction the kernel single-steps (a move).
+    pub single_stepped_ns: f64,
+}
+
+impl HitCost {
+    /// Cost of one hit on a site of the given kind.
+    pub fn of(&self, emulated: bool) -> f64 {
+        if emulated { self.emulated_ns } else { self.single_stepped_ns }
+    }
+}
+
+/// A function whose first instruction is a jump the kernel emulates and
+/// whose second is a move it must single-step.
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+extern "sysv64" fn ktrace_calibration_target(x: u64) -> u64 {
+    core::arch::naked_asm!("jmp 2f", "2:", "mov rax, rdi", "ret")
+}
+/// Length of the `jmp 2f` above (EB 00).
+const JMP_LEN: u64 = 2;
+
+fn run(calls: u64) -> f64 {
+    let f = black_box(ktrace_calibration_target as extern "sysv64" fn(u64) -> u64);
+    let started = Instant::now();
+    let mut acc = 0u64;
+    for i in 0..calls {
+        acc = acc.wrapping_add(f(black_box(i)));
+    }
+    black_box(acc);
+    started.elapsed().as_nanos() as f64
+}
+
+/// The file offset of a code address of this process, from /proc/self/maps.
+fn self_file_offset(addr: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let (start, end) = parts.next()?.split_once('-')?;
+        let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+        let offset = u64::from_str_radix(parts.nth(1)?, 16).ok()?;
+        (start..end).contains(&addr).then(|| addr - start + offset)
+    })
+}
+
+/// Measures both costs; takes about a tenth of a second.
+pub fn measure() -> Result<HitCost, AttachError> {
+    const CALLS: u64 = 4000;
+    let addr = ktrace_calibration_target as *const () as u64;
+    let offset = self_file_offset(addr).ok_or(AttachError::Missing("mapping of ktrace's own code"))?;
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
+    let program: &mut UProbe = ebpf
+        .program_mut(PROGRAM)
+        .ok_or(AttachError::Missing("uprobe program"))?
+        .try_into()
+        .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
+    program.load().map_err(|source| AttachError::Program { what: "loading the uprobe program".into(), source })?;
+    let me = NonZeroU32::new(std::process::id()).ok_or(AttachError::ZeroPid)?;
+    let cookie = Cookie { func_id: 0, kind: SiteKind::Entry, guard_mask: 0, guard_taken_if_any: false }.encode();
+
+    let baseline = (0..3).map(|_| run(CALLS)).fold(f64::MAX, f64::min);
+    let mut per_hit = [0.0; 2];
+    for (i, site) in [offset, offset + JMP_LEN].into_iter().enumerate() {
+        let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site), cookie: Some(cookie) };
+        let link = program
+            .attach(point, Path::new("/proc/self/exe"), UProbeScope::OneProcess(me))
+            .map_err(|source| AttachError::Program { what: "attaching the calibration probe".into(), source })?;
+        let traced = (0..3).map(|_| run(CALLS)).fold(f64::MAX, f64::min);
+        program.detach(link).map_err(|source| AttachError::Program { what: "detaching".into(), source })?;
+        per_hit[i] = ((traced - baseline) / CALLS as f64).max(0.0);
+    }
+    let counters: PerCpuArray<_, FuncCounters> =
+        PerCpuArray::try_from(ebpf.map("COUNTERS").ok_or(AttachError::Missing("COUNTERS map"))?)
+            .map_err(map_err("COUNTERS"))?;
+    let hits: u64 = counters.get(&0, 0).map_err(map_err("COUNTERS"))?.iter().map(|c| c.calls).sum();
+    if hits != 6 * CALLS {
+        return Err(AttachError::Missing("calibration hits (the probe did not fire on every call)"));
+    }
+    Ok(HitCost { emulated_ns: per_hit[0], single_stepped_ns: per_hit[1] })
+}

@@ -1,0 +1,167 @@
+//! Turns the kernel's call events into trace records: kernel timestamps
+//! become offsets from the session start, captured bytes become named
+//! arguments, and return addresses become symbols.
+
+use std::collections::BTreeMap;
+
+use analyzer::trace::{ArgValue, Call};
+use tracer_common::{CallEvent, EV_ERROR, EV_STR, STR_CAP};
+
+use super::config::Captures;
+use crate::resolve::Function;
+
+/// Maps code addresses of the target to function names.
+pub struct Symbolizer {
+    /// (entry, end, name), sorted by entry.
+    ranges: Vec<(u64, u64, String)>,
+    /// Added to a file address to get the address in the running process
+    /// (non-zero for position-independent executables).
+    bias: u64,
+}
+
+impl Symbolizer {
+    /// Builds the lookup table from the binary's functions.
+    pub fn new(functions: &[Function], bias: u64) -> Self {
+        let mut ranges: Vec<_> = functions.iter().map(|f| (f.entry, f.end, f.name.clone())).collect();
+        ranges.sort_unstable_by_key(|r| r.0);
+        Self { ranges, bias }
+    }
+
+    /// The function containing the instruction before a return address, or
+    /// the address in hex when no function contains it.
+    pub fn return_address(&self, addr: u64) -> String {
+        let file_addr = addr.wrapping_sub(self.bias).wrapping_sub(1);
+        let i = self.ranges.partition_point(|r| r.0 <= file_addr);
+        match i.checked_sub(1).and_then(|i| self.ranges.get(i)) {
+            Some((entry, end, name)) if file_addr >= *entry && file_addr < *end => name.clone(),
+            _ => format!("{addr:#x}"),
+        }
+    }
+}
+
+/// Converts one event. `stack` is the frame-pointer chain recorded at entry
+/// (its first entry is the probe site itself and is skipped); the direct
+/// caller comes from the event, because at the entry site the frame pointer
+/// still belongs to the caller and the walk would skip it.
+pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[u64], sym: &Symbolizer) -> Call {
+    let mut args = BTreeMap::new();
+    let mut truncated = false;
+    if let Some(name) = &captures.string
+        && ev.flags & EV_STR != 0
+    {
+        let n = (ev.str_len as usize).min(STR_CAP);
+        args.insert(name.clone(), ArgValue::Str(String::from_utf8_lossy(&ev.str[..n]).into_owned()));
+        truncated = ev.str_len as usize > STR_CAP;
+    }
+    for (name, value) in captures.scalars.iter().zip(ev.scalars) {
+        args.insert(name.clone(), ArgValue::Int(value));
+    }
+    let mut frames = Vec::new();
+    if ev.caller != 0 {
+        frames.push(sym.return_address(ev.caller));
+        frames.extend(stack.iter().skip(1).filter(|&&a| a != 0).map(|&a| sym.return_address(a)));
+    }
+    Call {
+        func: ev.func,
+        g: ev.g,
+        goid: (ev.goid != 0).then_some(ev.goid),
+        start_ns: ev.start_ns.saturating_sub(mono_start),
+        dur_ns: ev.dur_ns,
+        error: captures.errors.then_some(ev.flags & EV_ERROR != 0),
+        args,
+        truncated,
+        stack: frames,
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// The load bias of a running executable: the address its first mapping of
+/// the file starts at, minus the lowest virtual address the ELF asks for. 0
+/// for ordinary (non-PIE) Go binaries, and whenever it cannot be read.
+pub fn load_bias(pid: u32, lowest_vaddr: u64) -> u64 {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return 0 };
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { return 0 };
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(_perms), Some(offset)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let path = parts.nth(2);
+        if path != exe.to_str() || offset.trim_start_matches('0') != "" {
+            continue;
+        }
+        let Some(start) = range.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()) else { continue };
+        return start.saturating_sub(lowest_vaddr & !0xfff);
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::Source;
+
+    fn f(name: &str, entry: u64, end: u64) -> Function {
+        Function { name: name.into(), entry, end, file: None, line: None, source: Source::Symtab }
+    }
+
+    fn event() -> CallEvent {
+        let mut str = [0u8; STR_CAP];
+        str[..7].copy_from_slice(b"/reg/ns");
+        CallEvent {
+            func: 1,
+            flags: EV_STR | EV_ERROR,
+            g: 0xc000,
+            goid: 0,
+            start_ns: 5_000,
+            dur_ns: 2_000_000,
+            caller: 0x2010,
+            stack_id: 3,
+            scalars: [7, 0, 0, 0],
+            str_len: 7,
+            _pad: 0,
+            str,
+        }
+    }
+
+    #[test]
+    fn converts_arguments_errors_and_stacks() {
+        let sym = Symbolizer::new(&[f("main.b", 0x3000, 0x3100), f("main.a", 0x2000, 0x2100)], 0);
+        let caps = Captures { string: Some("key".into()), scalars: vec!["ttl".into()], errors: true };
+        let call = to_call(&event(), &caps, 1_000, &[0x1009, 0x3050, 0x9999], &sym);
+        assert_eq!(call.start_ns, 4_000);
+        assert_eq!(call.error, Some(true));
+        assert_eq!(call.goid, None);
+        assert_eq!(call.args["key"], ArgValue::Str("/reg/ns".into()));
+        assert_eq!(call.args["ttl"], ArgValue::Int(7));
+        assert!(!call.truncated);
+        assert_eq!(call.stack, ["main.a", "main.b", "0x9999"]);
+    }
+
+    #[test]
+    fn long_strings_are_marked_truncated() {
+        let mut ev = event();
+        ev.str_len = 500;
+        let caps = Captures { string: Some("key".into()), ..Default::default() };
+        let call = to_call(&ev, &caps, 0, &[], &Symbolizer::new(&[], 0));
+        assert!(call.truncated);
+        assert_eq!(call.error, None, "no error result: not reported");
+        match &call.args["key"] {
+            ArgValue::Str(s) => assert_eq!(s.len(), STR_CAP),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_return_address_at_a_function_end_belongs_to_it() {
+        let sym = Symbolizer::new(&[f("main.a", 0x2000, 0x2100), f("main.b", 0x2100, 0x2200)], 0);
+        assert_eq!(sym.return_address(0x2100), "main.a", "a call as the last instruction");
+        assert_eq!(sym.return_address(0x2101), "main.b");
+        assert_eq!(sym.return_address(0x10), "0x10");
+    }
+}
