@@ -76,11 +76,12 @@ pub fn build(plan: &ProbePlan, slots: Option<&[Slot]>, wants: Wants) -> (FuncCon
                     config.str_len = len;
                     captures.string = Some(slot.name.clone());
                 }
-            } else if is_scalar(&slot.type_name) && captures.scalars.len() < MAX_SCALARS {
-                if let Some(loc) = scalar_loc(&slot.location) {
-                    config.scalars[captures.scalars.len()] = loc;
-                    captures.scalars.push(slot.name.clone());
-                }
+            } else if is_scalar(&slot.type_name)
+                && captures.scalars.len() < MAX_SCALARS
+                && let Some(loc) = scalar_loc(&slot.location)
+            {
+                config.scalars[captures.scalars.len()] = loc;
+                captures.scalars.push(slot.name.clone());
             }
         }
         if captures.string.is_some() || !captures.scalars.is_empty() {

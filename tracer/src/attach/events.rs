@@ -92,7 +92,7 @@ pub fn load_bias(pid: u32, lowest_vaddr: u64) -> u64 {
         let mut parts = line.split_whitespace();
         let (Some(range), Some(_perms), Some(offset)) = (parts.next(), parts.next(), parts.next()) else { continue };
         let path = parts.nth(2);
-        if path != exe.to_str() || offset.trim_start_matches('0') != "" {
+        if path != exe.to_str() || !offset.trim_start_matches('0').is_empty() {
             continue;
         }
         let Some(start) = range.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()) else { continue };

@@ -10,12 +10,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    error::Error,
-    plan::{Planner, ProbePlan},
-    resolve::Binary,
-    spec,
-};
+use crate::{error::Error, plan::ProbePlan, resolve::Binary, spec};
 
 /// Trace a running kube-apiserver (or any Go >= 1.17 program) without stopping it.
 #[derive(Debug, Parser)]
