@@ -26,7 +26,7 @@ use crate::{
         privileges,
     },
     error::Error,
-    plan::{Planner, ProbePlan, abi, amd64},
+    plan::{Planner, ProbePlan, abi, amd64, signatures},
     resolve::Function,
     spec,
 };
@@ -114,10 +114,16 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let (configs, captures): (Vec<_>, Vec<_>) = plans
         .iter()
         .map(|p| {
-            let slots = dwarf.as_ref().and_then(|d| d.params(&p.function.name)).map(|params| {
-                let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
-                abi::layout(&params, &amd64::REGISTERS)
-            });
+            // DWARF types when the binary has them; else the table of known
+            // kube-apiserver signatures (release builds are stripped).
+            let slots = dwarf
+                .as_ref()
+                .and_then(|d| d.params(&p.function.name))
+                .map(|params| {
+                    let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
+                    abi::layout(&params, &amd64::REGISTERS)
+                })
+                .or_else(|| signatures::known(&p.function.name));
             config::build(p, slots.as_deref(), wants)
         })
         .unzip();
