@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: the whole product on the bundled target. It sets up,
 //! builds ktrace and the Go target, starts a real etcd and the
 //! apiserver-shaped target on loopback, drives create/get/update/delete
-//! traffic, and traces `(*store).Create` while it runs.
+//! traffic, and traces the storage, authn, authz and admission presets while
+//! it runs (a live table on a terminal), keeping every call in a trace file.
 
 use std::{
     path::Path,
@@ -18,8 +19,8 @@ use testkit::{Apiserver, Etcd, LoadSpec, Variant};
 
 use crate::{cargo, gotargets, run as exec, setup};
 
-const FUNCS: &str = "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create";
-const DURATION: &str = "5s";
+const FUNCS: &str = "storage,authn,authz,admission";
+const DURATION: &str = "8s";
 
 pub fn run(root: &Path) -> Result<()> {
     setup::run()?;
@@ -57,13 +58,24 @@ pub fn run(root: &Path) -> Result<()> {
         })
     };
 
-    eprintln!("demo: ktrace attach --pid {} --funcs '{FUNCS}' --duration {DURATION}", apiserver.pid());
+    let out_dir = root.join("target/demo");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let trace = out_dir.join("demo.trace");
+    eprintln!(
+        "demo: ktrace attach --pid {} --funcs {FUNCS} --args --stacks --output {} --duration {DURATION}",
+        apiserver.pid(),
+        trace.display()
+    );
     let traced = exec(Command::new(&ktrace).args([
         "attach",
         "--pid",
         &apiserver.pid().to_string(),
         "--funcs",
         FUNCS,
+        "--args",
+        "--stacks",
+        "--output",
+        trace.to_str().context("non-UTF-8 path")?,
         "--duration",
         DURATION,
     ]));
@@ -75,5 +87,6 @@ pub fn run(root: &Path) -> Result<()> {
         "demo: the load generator issued {} creates in all (it ran a little longer than the trace)",
         creates.load(Ordering::Relaxed)
     );
+    eprintln!("demo: trace file (every call with its etcd key and caller stack): {}", trace.display());
     Ok(())
 }

@@ -5,6 +5,10 @@
 //! staging modules into `vendor/` so its names get the
 //! `k8s.io/kubernetes/vendor/` prefix of pre-1.30 official builds.
 //!
+//! It also builds the benchmark loop (`targets/bench`) that `cargo xtask
+//! bench` traces, and checks that its traced function has the stack-guard
+//! prologue the benchmark is about.
+//!
 //! Touches only `<root>/target/gotargets/` and `<root>/target/gocache`.
 
 use std::ffi::OsStr;
@@ -97,6 +101,34 @@ pub fn build(root: &Path) -> Result<()> {
         fs::rename(&tmp, &bin).with_context(|| format!("renaming to {}", bin.display()))?;
     }
     Ok(())
+}
+
+/// Path of the benchmark loop's sources, relative to the workspace root.
+const BENCH_SOURCE_DIR: &str = "targets/bench";
+/// The function the benchmark loop calls and `cargo xtask bench` traces.
+pub const BENCH_FUNC: &str = "main.work";
+
+/// Builds the benchmark loop into `<root>/target/gotargets/bench/ktrace-bench`
+/// (optimized, with DWARF: a plain `go build`) unless it is newer than its
+/// sources, and returns its path.
+pub fn build_bench(root: &Path) -> Result<PathBuf> {
+    let src = root.join(BENCH_SOURCE_DIR);
+    ensure!(src.join("go.mod").is_file(), "{} has no go.mod; is {} the workspace root?", src.display(), root.display());
+    let bin = root.join("target/gotargets/bench/ktrace-bench");
+    if is_newer_than(&bin, newest_mtime(&src)?) {
+        return Ok(bin);
+    }
+    eprintln!("gotargets: building bench -> {}", bin.display());
+    let dir = bin.parent().context("binary path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join("ktrace-bench.tmp");
+    let go = GoEnv::new(root);
+    let mut cmd = go.command(&["build", "-o", tmp.to_str().context("output path is not UTF-8")?, "."]);
+    cmd.current_dir(&src).env("GO111MODULE", "on").env("GOFLAGS", "-mod=mod");
+    run(&mut cmd, "bench")?;
+    go.check_stack_guard(&tmp, BENCH_FUNC)?;
+    fs::rename(&tmp, &bin).with_context(|| format!("renaming to {}", bin.display()))?;
+    Ok(bin)
 }
 
 /// Where [`build`] puts one variant's binary.
@@ -201,6 +233,43 @@ impl GoEnv {
             missing.is_empty(),
             "{variant} binary lacks preset symbols:\n  {}",
             missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ")
+        );
+        Ok(())
+    }
+
+    /// Checks with `go tool objdump` that `func` opens with the stack guard
+    /// ktrace probes (`CMPQ 0x10(R14), SP` then `JBE` to a block that calls
+    /// `runtime.morestack*`) and has a RET. Without it the benchmark would
+    /// measure a different entry site than the one real Go code gets.
+    fn check_stack_guard(&self, bin: &Path, func: &str) -> Result<()> {
+        let output = self
+            .command(&["tool", "objdump", "-s", &format!("^{}$", func.replace('.', "\\."))])
+            .arg(bin)
+            .output()
+            .context("running `go tool objdump`")?;
+        ensure!(
+            output.status.success(),
+            "`go tool objdump {}` failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        // An instruction line is `  file:line\taddr\tbytes\tinstruction`,
+        // the columns separated by runs of tabs.
+        let insns: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .filter_map(|l| l.split('\t').filter(|c| !c.is_empty()).nth(3))
+            .map(str::trim)
+            .collect();
+        let guard = insns.first().is_some_and(|i| *i == "CMPQ 0x10(R14), SP")
+            && insns.get(1).is_some_and(|i| i.starts_with("JBE "))
+            && insns.iter().any(|i| i.starts_with("CALL runtime.morestack"));
+        ensure!(
+            guard && insns.contains(&"RET"),
+            "{func} in {} lacks the stack-guard prologue (CMPQ 0x10(R14), SP; JBE to runtime.morestack) \
+             or a RET; was it inlined or made a leaf?\n{text}",
+            bin.display()
         );
         Ok(())
     }

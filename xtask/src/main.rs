@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: everything a fresh machine needs to build, demo and
 //! test ktrace, so nothing has to be installed by hand.
 
+mod bench;
 mod demo;
 mod fuzz;
 mod gotargets;
@@ -22,7 +23,9 @@ tasks:
   demo           set up, build, start etcd and the target, drive load, trace (*store).Create, print the result
   test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included),
                  then fuzz every binary parser for a bounded time
-  fuzz [SECS]    fuzz every binary parser for SECS seconds each (default 30)";
+  fuzz [SECS]    fuzz every binary parser for SECS seconds each (default 30)
+  bench          build ktrace (release) and a Go loop; print the per-call cost of tracing it: untraced,
+                 bare uprobes and ktrace at the same sites, count-only and latency (needs root)";
 
 /// How long `test` fuzzes each parser.
 const FUZZ_SECONDS: u32 = 30;
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Some("build-targets") => gotargets::build(&root),
         Some("demo") => demo::run(&root),
         Some("test") => test(&root),
+        Some("bench") => bench::run(&root),
         Some("fuzz") => match std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse::<u32>()) {
             Ok(seconds) => {
                 setup::run().and_then(|()| gotargets::build(&root)).and_then(|()| fuzz::fuzz(&root, seconds))

@@ -1,0 +1,3 @@
+module ktrace.dev/bench
+
+go 1.19
