@@ -240,8 +240,9 @@ pub struct Frame {
 pub struct GStack {
     /// Number of frames in use.
     pub depth: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Calls entered while all frames were in use, not yet returned. Calls
+    /// nest, so the next RETs on the goroutine belong to these.
+    pub overflow: u32,
     /// The frames; only `frames[..depth]` are meaningful.
     pub frames: [Frame; MAX_DEPTH],
 }

@@ -104,8 +104,11 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
         Some(s) => s,
         None => {
             let Some(zero) = SCRATCH.get_ptr_mut(0) else { return };
-            // SAFETY: per-CPU scratch; only `depth` must be zero.
-            unsafe { (*zero).depth = 0 };
+            // SAFETY: per-CPU scratch; only the counts must be zero.
+            unsafe {
+                (*zero).depth = 0;
+                (*zero).overflow = 0;
+            }
             // SAFETY: the value pointer is a map value of the right type.
             if INFLIGHT.insert(g, unsafe { &*zero }, 0).is_err() {
                 return;
@@ -121,6 +124,7 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     let depth = stack.depth as usize;
     let Some(frame) = stack.frames.get_mut(depth) else {
         c.depth_overflows += 1;
+        stack.overflow += 1;
         return;
     };
     frame.func = func;
@@ -201,6 +205,11 @@ fn on_return(regs: &pt_regs, func: u32) {
     };
     // SAFETY: see on_entry.
     let stack = unsafe { &mut *stack };
+    if stack.overflow > 0 {
+        // The innermost call in flight is one that found every frame in use.
+        stack.overflow -= 1;
+        return;
+    }
     // Find the innermost frame of this function; frames above it were left by
     // calls that never returned (a recovered panic) and are discarded.
     let top = stack.depth as usize;
@@ -249,7 +258,7 @@ fn on_return(regs: &pt_regs, func: u32) {
         emit(g, frame, dur, flags);
     }
     stack.depth = depth as u32;
-    if depth == 0 {
+    if depth == 0 && stack.overflow == 0 {
         let _ = INFLIGHT.remove(g);
     }
 }

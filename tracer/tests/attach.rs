@@ -120,17 +120,34 @@ fn stack_growth_counts_each_call_once() {
     require_bpf();
     let etcd = Etcd::start().expect("start etcd");
     let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
-    let trace = Trace::start(api.pid(), "k8s.io/kubernetes/pkg/ktracetest.Recurse", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recurse.trace");
+    let recurse = "k8s.io/kubernetes/pkg/ktracetest.Recurse";
+    let trace = Trace::start(api.pid(), recurse, &["--output", path.to_str().unwrap()]);
     let depth: u32 = 2000;
     let status = api.probe("POST", &format!("/ktrace/recurse?depth={depth}"), true).expect("recurse request");
     assert_eq!(status, 200);
     let (summary, stderr) = trace.finish();
-    assert_eq!(calls(&summary, "k8s.io/kubernetes/pkg/ktracetest.Recurse"), u64::from(depth));
+    assert_eq!(calls(&summary, recurse), u64::from(depth));
     // Without growth this test would prove nothing about the guard site.
     assert!(
         stderr.iter().any(|l| l.contains("stack-growth re-entries")),
         "the recursion never grew the stack; stderr: {stderr:?}"
     );
+
+    // A goroutine keeps MAX_DEPTH traced calls in flight; deeper calls are
+    // counted, not timed, and must not steal the outer calls' frames: the
+    // timed calls are the outermost ones, each enclosing the next.
+    let t = analyzer::trace::read(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
+    let max_depth = tracer_common::MAX_DEPTH;
+    assert_eq!(t.functions[0].histogram.iter().map(|b| b.count).sum::<u64>(), max_depth as u64);
+    let mut timed: Vec<_> = t.calls.iter().map(|c| (c.start_ns, c.start_ns + c.dur_ns)).collect();
+    timed.sort_unstable();
+    assert_eq!(timed.len(), max_depth);
+    for pair in timed.windows(2) {
+        let ((outer_start, outer_end), (inner_start, inner_end)) = (pair[0], pair[1]);
+        assert!(outer_start < inner_start && inner_end < outer_end, "not nested: {timed:?}");
+    }
 }
 
 /// SIGKILL gives ktrace no chance to clean up; the kernel must remove the

@@ -39,11 +39,22 @@ impl Symbolizer {
     }
 }
 
-/// Converts one event. `stack` is the frame-pointer chain recorded at entry
-/// (its first entry is the probe site itself and is skipped); the direct
-/// caller comes from the event, because at the entry site the frame pointer
-/// still belongs to the caller and the walk would skip it.
-pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[u64], sym: &Symbolizer) -> Call {
+/// The callers of a traced call, innermost first. `caller` is the return
+/// address read at entry; `stack` is the frame-pointer chain recorded there
+/// (its first entry is the probe site itself and is skipped). The direct
+/// caller must come from `caller`: at the entry site the frame pointer still
+/// belongs to the caller, so the walk skips it.
+pub fn symbolize(caller: u64, stack: &[u64], sym: &Symbolizer) -> Vec<String> {
+    let mut frames = Vec::new();
+    if caller != 0 {
+        frames.push(sym.return_address(caller));
+        frames.extend(stack.iter().skip(1).filter(|&&a| a != 0).map(|&a| sym.return_address(a)));
+    }
+    frames
+}
+
+/// Converts one event; `stack` comes from [`symbolize`].
+pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[String]) -> Call {
     let mut args = BTreeMap::new();
     let mut truncated = false;
     if let Some(name) = &captures.string
@@ -56,11 +67,6 @@ pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[u6
     for (name, value) in captures.scalars.iter().zip(ev.scalars) {
         args.insert(name.clone(), ArgValue::Int(value));
     }
-    let mut frames = Vec::new();
-    if ev.caller != 0 {
-        frames.push(sym.return_address(ev.caller));
-        frames.extend(stack.iter().skip(1).filter(|&&a| a != 0).map(|&a| sym.return_address(a)));
-    }
     Call {
         func: ev.func,
         g: ev.g,
@@ -70,7 +76,7 @@ pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[u6
         error: captures.errors.then_some(ev.flags & EV_ERROR != 0),
         args,
         truncated,
-        stack: frames,
+        stack: stack.to_vec(),
     }
 }
 
@@ -133,7 +139,8 @@ mod tests {
     fn converts_arguments_errors_and_stacks() {
         let sym = Symbolizer::new(&[f("main.b", 0x3000, 0x3100), f("main.a", 0x2000, 0x2100)], 0);
         let caps = Captures { string: Some("key".into()), scalars: vec!["ttl".into()], errors: true };
-        let call = to_call(&event(), &caps, 1_000, &[0x1009, 0x3050, 0x9999], &sym);
+        let stack = symbolize(event().caller, &[0x1009, 0x3050, 0x9999], &sym);
+        let call = to_call(&event(), &caps, 1_000, &stack);
         assert_eq!(call.start_ns, 4_000);
         assert_eq!(call.error, Some(true));
         assert_eq!(call.goid, None);
@@ -148,7 +155,7 @@ mod tests {
         let mut ev = event();
         ev.str_len = 500;
         let caps = Captures { string: Some("key".into()), ..Default::default() };
-        let call = to_call(&ev, &caps, 0, &[], &Symbolizer::new(&[], 0));
+        let call = to_call(&ev, &caps, 0, &[]);
         assert!(call.truncated);
         assert_eq!(call.error, None, "no error result: not reported");
         match &call.args["key"] {

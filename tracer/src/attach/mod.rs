@@ -307,11 +307,14 @@ impl Session {
         global.set(0, g, 0).map_err(map_err("CONFIG"))
     }
 
-    /// Takes every call event waiting in the ring buffer, oldest first.
-    pub fn drain_events(&mut self, mut each: impl FnMut(&CallEvent)) -> usize {
+    /// Takes up to `limit` call events waiting in the ring buffer, oldest
+    /// first; returns how many it took.
+    pub fn drain_events(&mut self, limit: usize, mut each: impl FnMut(&CallEvent)) -> usize {
         let Some(ring) = self.events.as_mut() else { return 0 };
         let mut n = 0;
-        while let Some(item) = ring.next() {
+        while n < limit
+            && let Some(item) = ring.next()
+        {
             if item.len() >= size_of::<CallEvent>() {
                 // SAFETY: the kernel wrote a whole CallEvent (size checked);
                 // read_unaligned makes no alignment assumption.

@@ -4,6 +4,7 @@
 //! every call (arguments, caller stack) to a trace file for `ktrace flame`.
 
 use std::{
+    collections::HashMap,
     fs::File,
     io::{BufWriter, IsTerminal, Write},
     path::{Path, PathBuf},
@@ -89,6 +90,12 @@ pub struct AttachArgs {
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often the table, the rate limit and the overhead budget are checked.
 const TICK_EVERY: Duration = Duration::from_secs(1);
+static NO_CAPTURES: Captures = Captures { string: None, scalars: Vec::new(), errors: false };
+
+/// How long one drain may take before the loop checks its timers again.
+const DRAIN_BUDGET: Duration = Duration::from_millis(30);
+/// Events taken from the ring buffer between budget checks.
+const DRAIN_BATCH: usize = 1024;
 /// Above this many events per second the kernel is asked to sample detail.
 const EVENTS_PER_SEC_HIGH: u64 = 50_000;
 
@@ -180,6 +187,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         mono_start,
         sym: &sym,
         writer: writer.as_mut(),
+        stacks: HashMap::new(),
         detached: vec![None; plans.len()],
         last: None,
         sample_shift: 0,
@@ -210,9 +218,15 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
             tracer_common::MAX_DEPTH
         );
     }
-    let unmatched = counts.iter().map(|c| c.counters.unmatched_returns).sum::<u64>().saturating_sub(deep);
+    let unmatched = counts.iter().map(|c| c.counters.unmatched_returns).sum::<u64>();
     if unmatched > 0 {
         eprintln!("ktrace: {unmatched} returns of calls that began before attach (or were evicted) were not timed");
+    }
+    if stats.goexit_cleanups > 0 {
+        eprintln!(
+            "ktrace: {} goroutines ended with traced calls in flight (a panic or runtime.Goexit); those calls were not timed",
+            stats.goexit_cleanups
+        );
     }
     if stats.dropped + stats.sampled_out > 0 {
         eprintln!(
@@ -316,6 +330,8 @@ struct Loop<'a> {
     mono_start: u64,
     sym: &'a Symbolizer,
     writer: Option<&'a mut TraceWriter<BufWriter<File>>>,
+    /// Symbolized callers of each (direct caller, stack id) seen so far.
+    stacks: HashMap<(u64, i64), Vec<String>>,
     /// Why each function was detached, if it was.
     detached: Vec<Option<String>>,
     /// Counts and time at the previous tick, for rates.
@@ -351,7 +367,7 @@ impl Loop<'_> {
                     r = tokio::signal::ctrl_c() => { r?; break Some("interrupted") }
                     _ = sigterm.recv() => break Some("terminated"),
                     _ = drain.tick() => {
-                        self.drain();
+                        self.drain(DRAIN_BUDGET);
                         if proc_dir.as_ref().is_some_and(|d| !d.exists()) {
                             break Some("the target exited");
                         }
@@ -359,7 +375,8 @@ impl Loop<'_> {
                     _ = tick.tick() => self.tick(args)?,
                 }
             };
-            self.drain();
+            // What is still in the ring buffer was recorded before the end.
+            self.drain(Duration::from_secs(10));
             if self.live {
                 live::clear(&mut std::io::stderr());
             }
@@ -367,17 +384,34 @@ impl Loop<'_> {
         })
     }
 
-    fn drain(&mut self) {
+    /// Reads call events for at most `budget`, so the loop stays responsive
+    /// under load; what is left waits in the ring buffer for the next round.
+    fn drain(&mut self, budget: Duration) {
+        let until = Instant::now() + budget;
         let (captures, sym, mono_start) = (self.captures, self.sym, self.mono_start);
-        let mut calls = Vec::new();
-        self.session.drain_events(|ev| calls.push(*ev));
-        let Some(w) = self.writer.as_deref_mut() else { return };
-        for ev in &calls {
-            let caps = captures.get(ev.func as usize).cloned().unwrap_or_default();
-            let stack = if ev.stack_id >= 0 { self.session.stack(ev.stack_id) } else { Vec::new() };
-            let call = events::to_call(ev, &caps, mono_start, &stack, sym);
-            if let Err(e) = w.call(&call) {
-                self.write_error.get_or_insert(e);
+        let mut batch = Vec::with_capacity(DRAIN_BATCH);
+        loop {
+            batch.clear();
+            let n = self.session.drain_events(DRAIN_BATCH, |ev| batch.push(*ev));
+            if let Some(w) = self.writer.as_deref_mut() {
+                for ev in &batch {
+                    let caps = captures.get(ev.func as usize).unwrap_or(&NO_CAPTURES);
+                    // Call paths repeat, and a stack id's contents never change
+                    // once recorded: each (caller, stack id) is read from the
+                    // kernel and symbolized once.
+                    let key = (ev.caller, ev.stack_id);
+                    if !self.stacks.contains_key(&key) {
+                        let addrs = if ev.stack_id >= 0 { self.session.stack(ev.stack_id) } else { Vec::new() };
+                        self.stacks.insert(key, events::symbolize(ev.caller, &addrs, sym));
+                    }
+                    let call = events::to_call(ev, caps, mono_start, &self.stacks[&key]);
+                    if let Err(e) = w.call(&call) {
+                        self.write_error.get_or_insert(e);
+                    }
+                }
+            }
+            if n < DRAIN_BATCH || Instant::now() >= until {
+                break;
             }
         }
     }
