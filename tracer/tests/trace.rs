@@ -149,3 +149,36 @@ fn over_max_rate_is_detached_and_the_rest_stays_exact() {
     assert_eq!(calls(&summary, &create), 9);
     assert!(api.is_alive());
 }
+
+/// On a terminal the table is redrawn about once a second, with the
+/// estimated overhead from the measured per-hit cost.
+#[test]
+fn live_table_on_a_terminal() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Arc::new(Apiserver::start(Variant::Optimized, &etcd).expect("start the target"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (api, stop) = (Arc::clone(&api), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let spec = LoadSpec { namespace: format!("live-{round}"), creates: 5, gets: 5, ..Default::default() };
+                api.load(&spec).expect("load");
+                round += 1;
+            }
+        })
+    };
+    // script(1) gives ktrace a pseudo-terminal as stdout and stderr.
+    let cmd = format!("{} attach --pid {} --funcs storage --duration 4s", env!("CARGO_BIN_EXE_ktrace"), api.pid());
+    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("run script(1)");
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let redraws = text.matches("estimated probe overhead: ").count();
+    assert!((2..=5).contains(&redraws), "{redraws} redraws in 4 s: {text}");
+    assert!(text.contains("% of a CPU"), "an overhead estimate: {text}");
+    assert!(text.contains("\x1b[J"), "redrawn in place: {text}");
+    assert!(text.contains(&format!("{STORE}.Create")), "{text}");
+}
