@@ -23,6 +23,7 @@ const APT_PACKAGES: &[&str] = &[
     "golang-go",
     "etcd-server",
     "etcd-client",
+    "chromium",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

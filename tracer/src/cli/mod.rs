@@ -3,6 +3,7 @@
 //! [`crate::error::Error`] and become one line on stderr plus an exit code.
 
 mod attach;
+mod flame;
 mod funcs;
 mod live;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Place uprobes on a live process and report exact call counts
     #[command(after_help = attach::EXAMPLES)]
     Attach(attach::AttachArgs),
+    /// Flamegraphs of /debug/pprof profiles and traces, and the merged wall-vs-CPU report
+    #[command(after_help = flame::EXAMPLES)]
+    Flame(flame::FlameArgs),
 }
 
 /// Which binary to read: a live process's executable, or a file.
@@ -85,6 +89,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Funcs(args) => funcs::run(&args),
         Command::Attach(args) => attach::run(&args),
+        Command::Flame(args) => flame::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,475 @@
+//! The merged report of `ktrace flame --trace TRACE [--pprof …]`: for each
+//! preset group and each traced function, exact calls and latency from the
+//! trace, and how much of that wall time the CPU profile saw on a CPU. The
+//! rest (the off-CPU share) is waiting: etcd, locks, webhooks.
+//!
+//! [`build`] computes the [`Report`]; [`table`] prints it for a terminal,
+//! [`html`] makes one self-contained page with the flamegraphs inline, and
+//! [`write`] writes the page, the JSON and the SVGs side by side.
+
+pub mod html;
+pub mod table;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+};
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::{
+    flame::{FlameOptions, FlamePalette, Folded, render_svg},
+    latency::LatencyStacks,
+    pprof::{DecodeError, Profile},
+    trace::Trace,
+};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The CPU profile did not decode.
+    #[error("the CPU profile: {0}")]
+    Profile(#[from] DecodeError),
+    /// A profile stored in the trace is not base64.
+    #[error("the profile stored in the trace is not base64: {0}")]
+    Base64(String),
+    /// Writing an output file failed.
+    #[error("writing {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A CPU profile to merge, and where it came from.
+#[derive(Clone, Debug)]
+pub struct CpuProfile {
+    /// The decoded profile.
+    pub profile: Profile,
+    /// URL or path, for the page.
+    pub source: String,
+    /// Its window, ns after the trace's start, when known (a profile stored
+    /// in the trace says so exactly).
+    pub window: Option<(u64, u64)>,
+}
+
+impl CpuProfile {
+    /// The first `profile` (CPU) record stored in the trace, if any.
+    pub fn from_trace(trace: &Trace) -> Result<Option<CpuProfile>, ReportError> {
+        let Some(p) = trace.profiles.iter().find(|p| p.kind == "profile") else { return Ok(None) };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(p.data_base64.trim())
+            .map_err(|e| ReportError::Base64(e.to_string()))?;
+        Ok(Some(CpuProfile {
+            profile: Profile::decode(&bytes)?,
+            source: "stored in the trace".into(),
+            window: Some((p.start_ns, p.duration_ns)),
+        }))
+    }
+}
+
+/// The whole report (also its JSON form).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// What was traced.
+    pub trace: TraceInfo,
+    /// The CPU profile merged in, if any.
+    pub cpu_profile: Option<ProfileInfo>,
+    /// One row per preset group (functions without a group are in `other`).
+    pub groups: Vec<Row>,
+    /// One row per traced function.
+    pub functions: Vec<Row>,
+    /// Caveats about how numbers were obtained.
+    pub notes: Vec<String>,
+}
+
+/// The trace's identity and window.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceInfo {
+    /// Traced binary.
+    pub binary: String,
+    /// Traced PID.
+    pub pid: Option<u32>,
+    /// Start, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// Length, ns.
+    pub duration_ns: u64,
+    /// Call records in the file.
+    pub call_records: u64,
+    /// Call events lost in the kernel.
+    pub dropped_events: u64,
+}
+
+/// The merged profile.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileInfo {
+    /// URL or path.
+    pub source: String,
+    /// Sample type used (`cpu`).
+    pub sample_type: String,
+    /// Its unit (`nanoseconds`).
+    pub unit: String,
+    /// Sum over all samples, in `unit`.
+    pub total: u64,
+    /// Part of the trace window the profile covers, ns.
+    pub overlap_ns: Option<u64>,
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Row {
+    /// Group name or Go symbol.
+    pub name: String,
+    /// The function's groups (empty for a group row).
+    pub groups: Vec<String>,
+    /// Calls (for a group: outermost calls, not nested in another call of the group).
+    pub calls: u64,
+    /// Calls that returned an error.
+    pub errors: Option<u64>,
+    /// Median latency, ns.
+    pub p50_ns: Option<u64>,
+    /// 99th percentile, ns.
+    pub p99_ns: Option<u64>,
+    /// Slowest call, ns.
+    pub max_ns: Option<u64>,
+    /// Total wall time of the calls, ns.
+    pub wall_ns: Option<u64>,
+    /// CPU time of profile samples whose stack holds the function, ns.
+    pub cpu_ns: Option<u64>,
+    /// 1 − CPU / wall over the profile's window: the time spent waiting.
+    pub off_cpu_share: Option<f64>,
+}
+
+/// The Go function a traced symbol runs in (`file.go:12 in F` → `F`).
+fn frame_of(symbol: &str) -> &str {
+    symbol.rsplit_once(" in ").map(|(_, f)| f).unwrap_or(symbol)
+}
+
+fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// CPU time (ns) per sample weight unit, and the folded CPU stacks.
+fn cpu_folded(cpu: &CpuProfile) -> Result<(Folded, ProfileInfo), ReportError> {
+    let p = &cpu.profile;
+    let idx = p.sample_index(Some("cpu")).or_else(|_| p.sample_index(None))?;
+    let t = &p.sample_types()[idx];
+    let folded = p.fold(idx)?;
+    let info = ProfileInfo {
+        source: cpu.source.clone(),
+        sample_type: t.name.clone(),
+        unit: t.unit.clone(),
+        total: folded.total(),
+        overlap_ns: None,
+    };
+    Ok((folded, info))
+}
+
+/// Computes the report. `cpu` defaults to a CPU profile stored in the trace.
+pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportError> {
+    let header = trace.header();
+    let stored;
+    let cpu = match cpu {
+        Some(c) => Some(c),
+        None => {
+            stored = CpuProfile::from_trace(trace)?;
+            stored.as_ref()
+        }
+    };
+    let duration_ns = trace
+        .end
+        .as_ref()
+        .map(|e| e.duration_ns)
+        .unwrap_or_else(|| trace.calls.iter().map(|c| c.start_ns.saturating_add(c.dur_ns)).max().unwrap_or(0));
+    let mut notes = Vec::new();
+    if trace.end.is_none() {
+        notes.push("the trace has no end record (ktrace was stopped early); totals cover what was written".into());
+    }
+
+    // The profile's window relative to the trace's start.
+    let mut cpu_data = None;
+    if let Some(c) = cpu {
+        let (folded, mut info) = cpu_folded(c)?;
+        let window = c.window.or_else(|| {
+            let (start, dur) = c.profile.window()?;
+            Some((start.saturating_sub(header.start_unix_ns), dur))
+        });
+        let ns = info.unit == "nanoseconds";
+        if !ns {
+            notes.push(format!(
+                "the profile's {} is in {}, not nanoseconds: no off-CPU share",
+                info.sample_type, info.unit
+            ));
+        }
+        let clip = window.map(|(s, d)| (s, s.saturating_add(d)));
+        if let Some((s, e)) = clip {
+            info.overlap_ns = Some(e.min(duration_ns).saturating_sub(s.min(duration_ns)));
+        } else {
+            notes.push("the CPU profile does not say when it was taken; assuming it covers the trace".into());
+        }
+        cpu_data = Some((folded, info, clip, ns));
+    }
+
+    // Share of each function's recorded wall time inside the profile window.
+    let in_window = |start: u64, dur: u64| -> u64 {
+        match cpu_data.as_ref().and_then(|d| d.2) {
+            Some((ws, we)) => start.saturating_add(dur).min(we).saturating_sub(start.max(ws)),
+            None => dur,
+        }
+    };
+    struct Acc {
+        durs: Vec<u64>,
+        sum: u64,
+        win: u64,
+        errors: u64,
+        has_error: bool,
+    }
+    let mut acc: HashMap<u32, Acc> = HashMap::new();
+    for c in &trace.calls {
+        let a = acc.entry(c.func).or_insert(Acc { durs: vec![], sum: 0, win: 0, errors: 0, has_error: false });
+        a.durs.push(c.dur_ns);
+        a.sum = a.sum.saturating_add(c.dur_ns);
+        a.win = a.win.saturating_add(in_window(c.start_ns, c.dur_ns));
+        if let Some(e) = c.error {
+            a.has_error = true;
+            a.errors += e as u64;
+        }
+    }
+    let stats: HashMap<u32, _> = trace.functions.iter().map(|f| (f.func, f)).collect();
+
+    let cpu_where = |pred: &dyn Fn(&str) -> bool| cpu_data.as_ref().map(|(f, ..)| f.total_where(pred));
+    let off_cpu = |cpu: Option<u64>, wall_window: Option<u64>| -> Option<f64> {
+        let (_, _, _, ns) = cpu_data.as_ref()?;
+        let (cpu, wall) = (cpu?, wall_window?);
+        (*ns && wall > 0).then(|| (1.0 - cpu as f64 / wall as f64).clamp(0.0, 1.0))
+    };
+
+    let mut functions = Vec::new();
+    for f in &header.functions {
+        let a = acc.get(&f.id);
+        let mut durs = a.map(|a| a.durs.clone()).unwrap_or_default();
+        durs.sort_unstable();
+        let s = stats.get(&f.id);
+        let lat = s.and_then(|s| s.latency_ns);
+        let calls = s.map(|s| s.calls).unwrap_or(durs.len() as u64);
+        let wall = lat.map(|l| l.sum).or_else(|| a.map(|a| a.sum));
+        // Scale the exact total by the share of recorded time in the window.
+        let wall_window = match (wall, a) {
+            (Some(w), Some(a)) if a.sum > 0 => Some((w as f64 * a.win as f64 / a.sum as f64) as u64),
+            (w, _) => w,
+        };
+        let frame = frame_of(&f.symbol);
+        let cpu = cpu_where(&|fr: &str| fr == frame);
+        functions.push(Row {
+            name: f.symbol.clone(),
+            groups: f.groups.clone(),
+            calls,
+            errors: s.and_then(|s| s.errors).or_else(|| a.filter(|a| a.has_error).map(|a| a.errors)),
+            p50_ns: lat.map(|l| l.p50).or_else(|| quantile(&durs, 0.5)),
+            p99_ns: lat.map(|l| l.p99).or_else(|| quantile(&durs, 0.99)),
+            max_ns: lat.map(|l| l.max).or_else(|| durs.last().copied()),
+            wall_ns: wall,
+            cpu_ns: cpu,
+            off_cpu_share: off_cpu(cpu, wall_window),
+        });
+    }
+
+    let groups = group_rows(trace, &functions, &cpu_where, &off_cpu, &in_window, &mut notes);
+    let mut cpu_profile = cpu_data.map(|d| d.1);
+    if let Some(info) = cpu_profile.as_mut()
+        && info.overlap_ns == Some(0)
+    {
+        notes.push("the CPU profile's window does not overlap the trace's".into());
+    }
+    Ok(Report {
+        trace: TraceInfo {
+            binary: header.binary.clone(),
+            pid: header.pid,
+            start_unix_ns: header.start_unix_ns,
+            duration_ns,
+            call_records: trace.calls.len() as u64,
+            dropped_events: trace.end.as_ref().map(|e| e.dropped_events).unwrap_or(0),
+        },
+        cpu_profile,
+        groups,
+        functions,
+        notes,
+    })
+}
+
+/// CPU time of the samples with a frame the predicate accepts.
+type CpuWhere<'a> = dyn Fn(&dyn Fn(&str) -> bool) -> Option<u64> + 'a;
+
+/// Group rows: a group's calls are its outermost calls (authn nests 2–3
+/// authenticators per request; the request is counted once).
+fn group_rows(
+    trace: &Trace,
+    functions: &[Row],
+    cpu_where: &CpuWhere<'_>,
+    off_cpu: &dyn Fn(Option<u64>, Option<u64>) -> Option<f64>,
+    in_window: &dyn Fn(u64, u64) -> u64,
+    notes: &mut Vec<String>,
+) -> Vec<Row> {
+    let header = trace.header();
+    let mut members: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for f in &header.functions {
+        if f.groups.is_empty() {
+            members.entry("other".into()).or_default().push(f.id);
+        }
+        for g in &f.groups {
+            members.entry(g.clone()).or_default().push(f.id);
+        }
+    }
+    let mut rows = Vec::new();
+    for (group, ids) in members {
+        let mut calls: Vec<&crate::trace::Call> = trace.calls.iter().filter(|c| ids.contains(&c.func)).collect();
+        calls.sort_by_key(|c| (c.g, c.start_ns, u64::MAX - c.dur_ns));
+        let (mut outer, mut win) = (Vec::new(), 0u64);
+        let mut open: Option<(u64, u64)> = None;
+        for c in calls {
+            let end = c.start_ns.saturating_add(c.dur_ns);
+            if let Some((g, e)) = open
+                && g == c.g
+                && c.start_ns < e
+            {
+                continue;
+            }
+            open = Some((c.g, end));
+            outer.push(c.dur_ns);
+            win = win.saturating_add(in_window(c.start_ns, c.dur_ns));
+        }
+        outer.sort_unstable();
+        let exact: u64 = ids.iter().filter_map(|&id| functions.get(id as usize)).map(|r| r.calls).sum();
+        let recorded = trace.calls.iter().filter(|c| ids.contains(&c.func)).count() as u64;
+        // When the kernel sampled call detail, scale up by exact/recorded.
+        let scale = if recorded > 0 { exact as f64 / recorded as f64 } else { 1.0 };
+        if scale > 1.0 {
+            notes.push(format!("{group}: call records were sampled; group totals are scaled by {scale:.2}"));
+        }
+        let (wall, wall_window, ncalls) = if outer.is_empty() {
+            let w: Option<u64> = ids.iter().filter_map(|&id| functions.get(id as usize)?.wall_ns).reduce(|a, b| a + b);
+            (w, w, exact)
+        } else {
+            let sum: u64 = outer.iter().sum();
+            (
+                (Some((sum as f64 * scale) as u64)),
+                Some((win as f64 * scale) as u64),
+                (outer.len() as f64 * scale) as u64,
+            )
+        };
+        let frames: Vec<&str> =
+            ids.iter().filter_map(|&id| header.functions.get(id as usize)).map(|f| frame_of(&f.symbol)).collect();
+        let cpu = cpu_where(&|fr: &str| frames.contains(&fr));
+        let errors = ids.iter().filter_map(|&id| functions.get(id as usize)?.errors).reduce(|a, b| a + b);
+        rows.push(Row {
+            name: group,
+            groups: vec![],
+            calls: ncalls,
+            errors,
+            p50_ns: quantile(&outer, 0.5),
+            p99_ns: quantile(&outer, 0.99),
+            max_ns: outer.last().copied(),
+            wall_ns: wall,
+            cpu_ns: cpu,
+            off_cpu_share: off_cpu(cpu, wall_window),
+        });
+    }
+    rows
+}
+
+/// Options of [`write`].
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// Deterministic flamegraph colours (tests).
+    pub deterministic: bool,
+}
+
+/// What [`write`] wrote.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The self-contained page.
+    pub html: PathBuf,
+    /// The report as JSON.
+    pub json: PathBuf,
+    /// The latency flamegraph, when the trace has call records.
+    pub latency_svg: Option<PathBuf>,
+    /// The CPU flamegraph, when a CPU profile was merged.
+    pub cpu_svg: Option<PathBuf>,
+}
+
+/// Builds the report and writes `html`, and beside it `<stem>.json`,
+/// `<stem>-latency.svg` and `<stem>-cpu.svg` (interactive, unlike the
+/// static copies inside the page). This is what `cargo xtask demo` calls.
+pub fn write(
+    trace: &Trace,
+    cpu: Option<&CpuProfile>,
+    html_path: &Path,
+    opts: &ReportOptions,
+) -> Result<(Report, Written), ReportError> {
+    let report = build(trace, cpu)?;
+    let stored;
+    let cpu = match cpu {
+        Some(c) => Some(c),
+        None => {
+            stored = CpuProfile::from_trace(trace)?;
+            stored.as_ref()
+        }
+    };
+    let sibling = |suffix: &str| {
+        let stem = html_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+        html_path.with_file_name(format!("{stem}{suffix}"))
+    };
+    let save = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).map_err(|e| ReportError::Write { path: path.into(), reason: e.to_string() })
+    };
+    let latency = LatencyStacks::of(trace).folded();
+    let latency_svg = svg(&latency, "Wall time of traced calls", "ns", FlamePalette::Io, opts.deterministic);
+    let cpu_svg = match cpu {
+        Some(c) => {
+            let (folded, info) = cpu_folded(c)?;
+            let title = format!("CPU ({}, {})", info.sample_type, c.source);
+            svg(&folded, &title, &info.unit, FlamePalette::Hot, opts.deterministic)
+        }
+        None => None,
+    };
+    let page = html::page(&report, latency_svg.as_deref(), cpu_svg.as_deref());
+    save(html_path, page.as_bytes())?;
+    let json = sibling(".json");
+    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    save(&json, &text)?;
+    let mut written = Written { html: html_path.into(), json, latency_svg: None, cpu_svg: None };
+    if let Some(s) = &latency_svg {
+        let p = sibling("-latency.svg");
+        save(&p, s.as_bytes())?;
+        written.latency_svg = Some(p);
+    }
+    if let Some(s) = &cpu_svg {
+        let p = sibling("-cpu.svg");
+        save(&p, s.as_bytes())?;
+        written.cpu_svg = Some(p);
+    }
+    Ok((report, written))
+}
+
+fn svg(folded: &Folded, title: &str, unit: &str, palette: FlamePalette, deterministic: bool) -> Option<String> {
+    let opts = FlameOptions {
+        title: title.into(),
+        count_name: if unit == "nanoseconds" { "ns".into() } else { unit.into() },
+        palette,
+        deterministic,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    render_svg(folded, &opts, &mut out).ok()?;
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! Report arithmetic on a small synthetic trace and CPU profile.
+
+use super::*;
+use crate::{
+    pprof::build::ProfileBuilder,
+    trace::{Call, End, FORMAT, FunctionStats, Header, LatencyNs, Mode, TracedFunction, VERSION},
+};
+
+const H: &str = "k8s.io/apiserver/pkg/endpoints/handlers.createHandler.func1";
+const S: &str = "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create";
+
+fn call(func: u32, g: u64, start_ns: u64, dur_ns: u64) -> Call {
+    Call {
+        func,
+        g,
+        goid: None,
+        start_ns,
+        dur_ns,
+        error: Some(false),
+        args: Default::default(),
+        truncated: false,
+        stack: vec![],
+    }
+}
+
+fn trace() -> Trace {
+    let f =
+        |id, s: &str, g: &str| TracedFunction { id, symbol: s.into(), file: None, line: None, groups: vec![g.into()] };
+    let stats = |func, calls, sum, max| FunctionStats {
+        func,
+        calls,
+        errors: Some(0),
+        latency_ns: Some(LatencyNs { p50: max, p90: max, p99: max, max, sum }),
+        histogram: vec![],
+        detached: None,
+    };
+    Trace {
+        header: Some(Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            mode: Mode::Latency,
+            pid: Some(1),
+            binary: "kube-apiserver".into(),
+            build_id: None,
+            go_version: None,
+            start_unix_ns: 1_000_000_000,
+            functions: vec![f(0, H, "handlers"), f(1, S, "storage")],
+        }),
+        // Two requests of 100 ms, each with a 60 ms Create inside.
+        calls: vec![
+            call(0, 1, 0, 100_000_000),
+            call(1, 1, 20_000_000, 60_000_000),
+            call(0, 2, 0, 100_000_000),
+            call(1, 2, 30_000_000, 60_000_000),
+        ],
+        functions: vec![stats(0, 2, 200_000_000, 100_000_000), stats(1, 2, 120_000_000, 60_000_000)],
+        profiles: vec![],
+        end: Some(End { duration_ns: 200_000_000, dropped_events: 0, sampled_out: 0 }),
+    }
+}
+
+fn cpu() -> CpuProfile {
+    let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+    b.window(1_000_000_000, 200_000_000);
+    b.sample(&[S, H, "net/http.(*conn).serve"], &[3, 30_000_000]);
+    b.sample(&[H, "net/http.(*conn).serve"], &[1, 10_000_000]);
+    b.sample(&["runtime.gcBgMarkWorker"], &[5, 50_000_000]);
+    CpuProfile { profile: Profile::decode(&b.encode_gzip()).unwrap(), source: "test".into(), window: None }
+}
+
+#[test]
+fn cpu_and_off_cpu_shares() {
+    let r = build(&trace(), Some(&cpu())).unwrap();
+    let s = r.functions.iter().find(|f| f.name == S).unwrap();
+    assert_eq!((s.calls, s.wall_ns, s.cpu_ns), (2, Some(120_000_000), Some(30_000_000)));
+    assert!((s.off_cpu_share.unwrap() - 0.75).abs() < 1e-9);
+    let h = r.functions.iter().find(|f| f.name == H).unwrap();
+    assert_eq!(h.cpu_ns, Some(40_000_000));
+    let g = r.groups.iter().find(|g| g.name == "storage").unwrap();
+    assert_eq!((g.calls, g.p50_ns, g.max_ns, g.wall_ns), (2, Some(60_000_000), Some(60_000_000), Some(120_000_000)));
+    assert_eq!(r.cpu_profile.as_ref().unwrap().overlap_ns, Some(200_000_000));
+    let table = table::render(&r);
+    assert!(table.contains("etcd3.(*store).Create") && table.contains("75%"), "{table}");
+}
+
+#[test]
+fn a_profile_stored_in_the_trace_is_used_and_windows_clip() {
+    let mut t = trace();
+    let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+    b.sample(&[S], &[1, 10_000_000]);
+    t.profiles.push(crate::trace::Profile {
+        kind: "profile".into(),
+        start_ns: 0,
+        duration_ns: 50_000_000,
+        data_base64: base64::engine::general_purpose::STANDARD.encode(b.encode_gzip()),
+    });
+    let r = build(&t, None).unwrap();
+    let s = r.functions.iter().find(|f| f.name == S).unwrap();
+    assert_eq!(s.cpu_ns, Some(10_000_000));
+    // Create ran 20..80 ms and 30..90 ms; the window is 0..50 ms: 50 ms of 120.
+    assert!((s.off_cpu_share.unwrap() - 0.8).abs() < 1e-9, "{:?}", s.off_cpu_share);
+    assert_eq!(r.cpu_profile.unwrap().source, "stored in the trace");
+}
+
+#[test]
+fn without_a_profile_cpu_is_null() {
+    let r = build(&trace(), None).unwrap();
+    assert!(r.functions.iter().all(|f| f.cpu_ns.is_none() && f.off_cpu_share.is_none()));
+    let v = serde_json::to_value(&r).unwrap();
+    assert!(v["functions"][0]["cpu_ns"].is_null());
+}
+
+#[test]
+fn write_makes_a_self_contained_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let (_, w) = write(&trace(), Some(&cpu()), &html, &ReportOptions { deterministic: true }).unwrap();
+    let page = std::fs::read_to_string(&w.html).unwrap();
+    // Each inferno SVG nests its frames in an inner <svg id="frames">.
+    assert_eq!(page.matches("<svg id=\"frames\"").count(), 2);
+    assert!(page.contains("id=\"latency-flame\"") && page.contains("id=\"cpu-flame\""));
+    // Nothing is fetched: no scripts, links or remote sources.
+    for bad in ["<script", "<link", "src=\"http", "href=\"http", "url(http"] {
+        assert!(!page.contains(bad), "{bad}");
+    }
+    assert!(w.latency_svg.unwrap().is_file() && w.cpu_svg.unwrap().is_file() && w.json.is_file());
+}
