@@ -182,3 +182,80 @@ fn live_table_on_a_terminal() {
     assert!(text.contains("\x1b[J"), "redrawn in place: {text}");
     assert!(text.contains(&format!("{STORE}.Create")), "{text}");
 }
+
+/// End to end on a live target: `attach --pprof` stores the CPU profile of
+/// the trace's own window in the trace file, and `flame` merges the two into
+/// a report where the storage calls have wall time, CPU time and an off-CPU
+/// share (Create sleeps, so most of its wall time is off CPU).
+#[test]
+fn attach_with_pprof_then_flame_report() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Arc::new(Apiserver::start(Variant::Optimized, &etcd).expect("start the target"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (api, stop) = (Arc::clone(&api), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let spec = LoadSpec {
+                    namespace: format!("merge-{round}"),
+                    creates: 10,
+                    gets: 10,
+                    concurrency: 4,
+                    ..Default::default()
+                };
+                api.load(&spec).expect("load");
+                round += 1;
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trace_path = dir.path().join("merged.trace");
+    let url = format!("{}/debug/pprof/profile", api.url());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["attach", "--pid", &api.pid().to_string(), "--funcs", "storage,authn", "--duration", "4s"])
+        .args(["--output", trace_path.to_str().unwrap(), "--pprof", &url])
+        .args(["--kubeconfig", api.kubeconfig().to_str().unwrap(), "--json"])
+        .output()
+        .expect("run ktrace attach");
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&api.token().unwrap()), "the token must never be printed");
+
+    let t = trace::read(std::io::BufReader::new(std::fs::File::open(&trace_path).unwrap())).unwrap();
+    assert_eq!(t.profiles.len(), 1, "the CPU profile is stored with the trace");
+    assert_eq!(t.profiles[0].duration_ns, 4_000_000_000);
+
+    let report = dir.path().join("report.html");
+    let flame = std::process::Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["flame", "--trace", trace_path.to_str().unwrap(), "--output", report.to_str().unwrap()])
+        .output()
+        .expect("run ktrace flame");
+    assert!(flame.status.success(), "{}", String::from_utf8_lossy(&flame.stderr));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).expect("report.json");
+    let text = json.to_string();
+    assert!(text.contains("etcd3.(*store).Create"), "{text}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("etcd3.(*store).Create"), "an HTML report with flamegraphs");
+    // Create's wall time includes a 2 ms sleep per call; CPU is a fraction of it.
+    let create = find_row(&json, &format!("{STORE}.Create")).expect("a Create row");
+    let wall = create["wall_ns"].as_u64().expect("wall time");
+    let cpu = create["cpu_ns"].as_u64().expect("CPU time from the stored profile");
+    assert!(wall >= 2_000_000 * create["calls"].as_u64().unwrap(), "{create}");
+    assert!(cpu < wall, "{create}");
+    assert!(create["off_cpu_share"].as_f64().unwrap() > 0.5, "Create mostly waits: {create}");
+}
+
+/// The report row named `name`, wherever the JSON nests it.
+fn find_row<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) if m.get("name").and_then(|n| n.as_str()) == Some(name) => Some(v),
+        serde_json::Value::Object(m) => m.values().find_map(|x| find_row(x, name)),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find_row(x, name)),
+        _ => None,
+    }
+}

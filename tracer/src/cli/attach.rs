@@ -40,6 +40,9 @@ Examples:
   ktrace attach --pid 4242 --funcs storage,authn,authz,admission --args --stacks --output req.trace
   # cheapest mode: exact call counts and rates only (entry probes)
   ktrace attach --pid 4242 --funcs '*etcd3.(*store).*' --count-only --duration 5s --json
+  # the same window's CPU profile stored with the trace, for `ktrace flame --trace req.trace --output report.html`
+  ktrace attach --pid 4242 --funcs storage,authn --output req.trace --duration 30s \
+      --pprof https://127.0.0.1:6443/debug/pprof/profile --kubeconfig ~/.kube/config
   # Delve breakpoint locations work unchanged
   ktrace attach --pid 4242 --funcs 'staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create'";
 
@@ -80,6 +83,13 @@ pub struct AttachArgs {
     /// Keep the estimated overhead under PCT % of one CPU by removing the costliest RET probes first
     #[arg(long, value_name = "PCT")]
     max_overhead: Option<f64>,
+    /// Also fetch the CPU profile for the same window from this /debug/pprof/profile URL (or a profile
+    /// name on the kubeconfig's server) and store it in the trace file; needs --duration and --output
+    #[arg(long, value_name = "URL")]
+    pprof: Option<String>,
+    /// Credentials for --pprof (default: $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
     /// Benchmarks only: load a bare counting program on the same sites instead of ktrace's
     #[arg(long, hide = true)]
     bare: bool,
@@ -106,6 +116,20 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     if args.max_overhead.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
         return Err(Error::Input("--max-overhead must be a percentage in (0, 100]".into()));
     }
+    let pprof = match &args.pprof {
+        None => None,
+        Some(url) => {
+            let (Some(window), Some(_)) = (args.duration, &args.output) else {
+                return Err(Error::Input(
+                    "--pprof needs --duration (the CPU profile covers the trace's window) and --output (it is stored in the trace file)"
+                        .into(),
+                ));
+            };
+            let source = analyzer::fetch::Source::parse(url, args.kubeconfig.as_deref())
+                .map_err(|e| Error::Input(e.to_string()))?;
+            Some((source, window.as_secs().max(1)))
+        }
+    };
     privileges::check()?;
     let planned = args.target.plan_all(&args.funcs)?;
     let (binary, plans, functions) = (&planned.binary, &planned.plans, &planned.functions);
@@ -194,7 +218,10 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         live: std::io::stderr().is_terminal() && !args.json,
         write_error: None,
     };
-    let ended = state.run(args, pid)?;
+    let (ended, profile) = state.run(args, pid, pprof)?;
+    if let (Some(p), Some(w)) = (profile, state.writer.as_deref_mut()) {
+        w.record(&Record::Profile(p))?;
+    }
     let counts = state.session.counts()?;
     let stats = state.session.stats()?;
     let detached = std::mem::take(&mut state.detached);
@@ -342,10 +369,23 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    /// Runs until the duration ends (`None`), or returns why it ended early.
-    fn run(&mut self, args: &AttachArgs, pid: Option<u32>) -> Result<Option<&'static str>, Error> {
+    /// Runs until the duration ends (`None`), or returns why it ended early;
+    /// also returns the CPU profile fetched over the same window, if asked.
+    fn run(
+        &mut self,
+        args: &AttachArgs,
+        pid: Option<u32>,
+        pprof: Option<(analyzer::fetch::Source, u64)>,
+    ) -> Result<(Option<&'static str>, Option<trace::Profile>), Error> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
+            // The profile is fetched concurrently, for the same window as the
+            // trace, so `ktrace flame` can merge the two without clock skew.
+            let fetch = pprof.map(|(source, seconds)| {
+                let start_ns = events::monotonic_ns().saturating_sub(self.mono_start);
+                eprintln!("ktrace: fetching a {seconds} s CPU profile from {}", source.describe());
+                (start_ns, seconds, tokio::spawn(async move { source.fetch(Some(seconds)).await }))
+            });
             let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             let deadline = async {
                 match args.duration {
@@ -380,7 +420,26 @@ impl Loop<'_> {
             if self.live {
                 live::clear(&mut std::io::stderr());
             }
-            Ok::<_, Error>(ended)
+            let profile = match fetch {
+                None => None,
+                Some((_, _, task)) if ended.is_some() => {
+                    task.abort();
+                    eprintln!("ktrace: warning: the trace ended early; the CPU profile was not stored");
+                    None
+                }
+                Some((start_ns, seconds, task)) => {
+                    // The server answers once its window has passed; allow for the transfer.
+                    match tokio::time::timeout(Duration::from_secs(30), task).await {
+                        Ok(Ok(Ok(body))) => {
+                            Some(analyzer::fetch::profile_record("profile", start_ns, seconds * 1_000_000_000, &body))
+                        }
+                        Ok(Ok(Err(e))) => return Err(Error::Input(format!("--pprof: {e}"))),
+                        Ok(Err(e)) => return Err(Error::Input(format!("--pprof: the fetch failed: {e}"))),
+                        Err(_) => return Err(Error::Input("--pprof: no profile 30 s after the trace ended".into())),
+                    }
+                }
+            };
+            Ok::<_, Error>((ended, profile))
         })
     }
 
