@@ -2,7 +2,9 @@
 //! builds ktrace and the Go target, starts a real etcd and the
 //! apiserver-shaped target on loopback, drives create/get/update/delete
 //! traffic, and traces the storage, authn, authz and admission presets while
-//! it runs (a live table on a terminal), keeping every call in a trace file.
+//! it runs (a live table on a terminal), keeping every call and the CPU
+//! profile of the same window in a trace file, then renders the merged
+//! wall-vs-CPU report and its flamegraphs.
 
 use std::{
     path::Path,
@@ -62,9 +64,11 @@ pub fn run(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let trace = out_dir.join("demo.trace");
     eprintln!(
-        "demo: ktrace attach --pid {} --funcs {FUNCS} --args --stacks --output {} --duration {DURATION}",
+        "demo: ktrace attach --pid {} --funcs {FUNCS} --args --stacks --output {} --duration {DURATION} \\\n      --pprof {}/debug/pprof/profile --kubeconfig {}",
         apiserver.pid(),
-        trace.display()
+        trace.display(),
+        apiserver.url(),
+        apiserver.kubeconfig().display()
     );
     let traced = exec(Command::new(&ktrace).args([
         "attach",
@@ -78,6 +82,10 @@ pub fn run(root: &Path) -> Result<()> {
         trace.to_str().context("non-UTF-8 path")?,
         "--duration",
         DURATION,
+        "--pprof",
+        &format!("{}/debug/pprof/profile", apiserver.url()),
+        "--kubeconfig",
+        apiserver.kubeconfig().to_str().context("non-UTF-8 path")?,
     ]));
     stop.store(true, Ordering::Relaxed);
     let load_result = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))?;
@@ -87,6 +95,26 @@ pub fn run(root: &Path) -> Result<()> {
         "demo: the load generator issued {} creates in all (it ran a little longer than the trace)",
         creates.load(Ordering::Relaxed)
     );
+    let report = out_dir.join("report.html");
+    eprintln!("demo: ktrace flame --trace {} --output {}", trace.display(), report.display());
+    exec(Command::new(&ktrace).args([
+        "flame",
+        "--trace",
+        trace.to_str().context("non-UTF-8 path")?,
+        "--output",
+        report.to_str().context("non-UTF-8 path")?,
+    ]))?;
     eprintln!("demo: trace file (every call with its etcd key and caller stack): {}", trace.display());
+    eprintln!("demo: merged wall-vs-CPU report (open in a browser): {}", report.display());
+    for (what, name) in [
+        ("report as JSON", "report.json"),
+        ("latency flamegraph", "report-latency.svg"),
+        ("CPU flamegraph", "report-cpu.svg"),
+    ] {
+        let path = out_dir.join(name);
+        if path.exists() {
+            eprintln!("demo: {what}: {}", path.display());
+        }
+    }
     Ok(())
 }
