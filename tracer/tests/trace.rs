@@ -4,18 +4,10 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread,
-    time::Duration,
-};
+use std::{collections::BTreeSet, sync::Arc, thread, time::Duration};
 
 use analyzer::trace::{self, ArgValue};
-use common::{STORE, Trace, calls, require_bpf, sites, text_restored};
+use common::{Load, STORE, Trace, calls, require_bpf, sites, text_restored};
 use testkit::{Apiserver, Etcd, LoadSpec, Variant};
 
 /// The `key` argument captured at every `(*store).Create` entry equals the
@@ -82,27 +74,15 @@ fn kill_nine_under_load_twenty_times() {
     let api = Arc::new(Apiserver::start(Variant::Optimized, &etcd).expect("start the target"));
     let spec = "storage,authn,authz,admission";
     let sites = sites(api.binary(), spec);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (api, stop) = (Arc::clone(&api), Arc::clone(&stop));
-        thread::spawn(move || {
-            let mut round = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let spec = LoadSpec {
-                    namespace: format!("kill-{round}"),
-                    creates: 10,
-                    gets: 10,
-                    updates: 5,
-                    deletes: 5,
-                    missing_gets: 2,
-                    concurrency: 4,
-                };
-                assert_eq!(api.load(&spec).expect("the target serves under tracing").errors, 0);
-                round += 1;
-            }
-            round
-        })
-    };
+    let load = Load::start(&api, |round| LoadSpec {
+        namespace: format!("kill-{round}"),
+        creates: 10,
+        gets: 10,
+        updates: 5,
+        deletes: 5,
+        missing_gets: 2,
+        concurrency: 4,
+    });
     // A fixed-seed generator: "random" moments that a failure can reproduce.
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for i in 0..20 {
@@ -117,9 +97,7 @@ fn kill_nine_under_load_twenty_times() {
         assert!(api.is_alive(), "the target died after kill {i}");
         text_restored(api.pid(), &sites).unwrap_or_else(|e| panic!("kill {i}: {e}"));
     }
-    stop.store(true, Ordering::Relaxed);
-    let rounds = load.join().expect("the load never failed");
-    assert!(rounds > 0);
+    assert!(load.stop() > 0);
     assert_eq!(api.probe("GET", "/healthz", true).unwrap(), 200);
 }
 
@@ -157,23 +135,16 @@ fn live_table_on_a_terminal() {
     require_bpf();
     let etcd = Etcd::start().expect("start etcd");
     let api = Arc::new(Apiserver::start(Variant::Optimized, &etcd).expect("start the target"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (api, stop) = (Arc::clone(&api), Arc::clone(&stop));
-        thread::spawn(move || {
-            let mut round = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let spec = LoadSpec { namespace: format!("live-{round}"), creates: 5, gets: 5, ..Default::default() };
-                api.load(&spec).expect("load");
-                round += 1;
-            }
-        })
-    };
+    let load = Load::start(&api, |round| LoadSpec {
+        namespace: format!("live-{round}"),
+        creates: 5,
+        gets: 5,
+        ..Default::default()
+    });
     // script(1) gives ktrace a pseudo-terminal as stdout and stderr.
     let cmd = format!("{} attach --pid {} --funcs storage --duration 4s", env!("CARGO_BIN_EXE_ktrace"), api.pid());
     let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("run script(1)");
-    stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
+    load.stop();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     let redraws = text.matches("estimated probe overhead: ").count();
@@ -192,24 +163,13 @@ fn attach_with_pprof_then_flame_report() {
     require_bpf();
     let etcd = Etcd::start().expect("start etcd");
     let api = Arc::new(Apiserver::start(Variant::Optimized, &etcd).expect("start the target"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (api, stop) = (Arc::clone(&api), Arc::clone(&stop));
-        thread::spawn(move || {
-            let mut round = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let spec = LoadSpec {
-                    namespace: format!("merge-{round}"),
-                    creates: 10,
-                    gets: 10,
-                    concurrency: 4,
-                    ..Default::default()
-                };
-                api.load(&spec).expect("load");
-                round += 1;
-            }
-        })
-    };
+    let load = Load::start(&api, |round| LoadSpec {
+        namespace: format!("merge-{round}"),
+        creates: 10,
+        gets: 10,
+        concurrency: 4,
+        ..Default::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let trace_path = dir.path().join("merged.trace");
     let url = format!("{}/debug/pprof/profile", api.url());
@@ -219,8 +179,7 @@ fn attach_with_pprof_then_flame_report() {
         .args(["--kubeconfig", api.kubeconfig().to_str().unwrap(), "--json"])
         .output()
         .expect("run ktrace attach");
-    stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
+    load.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains(&api.token().unwrap()), "the token must never be printed");

@@ -136,3 +136,38 @@ pub fn text_restored(pid: u32, sites: &[(u64, Vec<u8>)]) -> Result<(), String> {
         sites.iter().filter(|(a, b)| read_mem(pid, *a, b.len()) != *b).map(|s| format!("{:#x}", s.0)).collect();
     Err(format!("probes still in the target's text 5 s later at {differing:?}"))
 }
+
+/// Requests driven at the target from a background thread, round after
+/// round, until stopped; every round must succeed.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u32>,
+}
+
+impl Load {
+    /// Starts issuing `round(i)` for i = 0, 1, …
+    pub fn start(
+        api: &std::sync::Arc<testkit::Apiserver>,
+        round: impl Fn(u32) -> testkit::LoadSpec + Send + 'static,
+    ) -> Load {
+        use std::sync::{Arc, atomic::Ordering};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (api, flag) = (Arc::clone(api), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut i = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let report = api.load(&round(i)).expect("the target serves under tracing");
+                assert_eq!(report.errors, 0, "round {i}");
+                i += 1;
+            }
+            i
+        });
+        Load { stop, thread }
+    }
+
+    /// Stops after the current round; returns how many rounds ran.
+    pub fn stop(self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the load thread failed")
+    }
+}

@@ -63,14 +63,8 @@ impl Pclntab<'_> {
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
         let mut names: HashMap<u64, String> = HashMap::new();
         let mut files: HashMap<u64, Option<String>> = HashMap::new();
-        let (mut entry, mut funcoff) = self.slot(0)?;
-        for i in 0..self.nfunc {
-            let (next, next_funcoff) = self.slot(i + 1)?;
-            if next < entry {
-                return Err(bad(format!("functab is not sorted at entry {i} ({entry:#x} > {next:#x})")));
-            }
-            let func = self.func(funcoff)?;
-            let tree = match self.funcdata(&func, FUNCDATA_INL_TREE)? {
+        self.each_func(|entry, next, func| {
+            let tree = match self.funcdata(func, FUNCDATA_INL_TREE)? {
                 None => None,
                 Some(FuncData::Address(a)) => Some(a),
                 Some(FuncData::GoFuncOffset(off)) => {
@@ -79,11 +73,11 @@ impl Pclntab<'_> {
                     Some(base.checked_add(off).ok_or_else(|| bad("inline tree address overflows"))?)
                 }
             };
-            let index_table = self.pcdata(&func, PCDATA_INL_TREE_INDEX)?;
+            let index_table = self.pcdata(func, PCDATA_INL_TREE_INDEX)?;
             if let Some(tree) = tree.filter(|_| index_table != 0) {
                 let runs = self.runs(index_table, entry, next)?;
                 if runs.iter().any(|r| r.value >= 0) {
-                    let (file_runs, line_runs) = self.positions(&func, entry, next)?;
+                    let (file_runs, line_runs) = self.positions(func, entry, next)?;
                     let mut walk = Walk {
                         table: self,
                         entry,
@@ -99,8 +93,8 @@ impl Pclntab<'_> {
                     walk.collect(&read, &mut out)?;
                 }
             }
-            (entry, funcoff) = (next, next_funcoff);
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -81,16 +81,9 @@ impl Pclntab<'_> {
         let mut out = Vec::new();
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
         let mut names: HashMap<u64, Option<String>> = HashMap::new();
-        let (mut entry, mut funcoff) = self.slot(0)?;
-        for i in 0..self.nfunc {
-            let (next, next_funcoff) = self.slot(i + 1)?;
-            if next < entry {
-                return Err(bad(format!("functab is not sorted at entry {i} ({entry:#x} > {next:#x})")));
-            }
-            let func = self.func(funcoff)?;
-            self.function_lines(&func, entry, next, wants_file, &mut names, &mut budget, &mut out)?;
-            (entry, funcoff) = (next, next_funcoff);
-        }
+        self.each_func(|entry, end, func| {
+            self.function_lines(func, entry, end, wants_file, &mut names, &mut budget, &mut out)
+        })?;
         Ok(out)
     }
 

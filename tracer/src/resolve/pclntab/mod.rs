@@ -240,23 +240,32 @@ impl<'a> Pclntab<'a> {
         // pointing every function at one long unterminated run.
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
         let mut files: HashMap<u64, Option<String>> = HashMap::new();
-        let (mut entry, mut funcoff) = self.slot(0)?;
-        for i in 0..self.nfunc {
-            let (next, next_funcoff) = self.slot(i + 1)?;
-            if next < entry {
-                return Err(bad(format!("functab is not sorted at entry {i} ({entry:#x} > {next:#x})")));
-            }
-            let func = self.func(funcoff)?;
+        self.each_func(|entry, end, func| {
             let name = cstr(self.funcnames, func.nameoff, &mut budget)?;
             let file = match self.pcvalue(func.pcfile, entry)? {
                 Some(fno) => self.file_name(fno, func.cu_offset, &mut files, &mut budget)?,
                 None => None,
             };
             let line = self.pcvalue(func.pcln, entry)?.and_then(|l| u32::try_from(l).ok());
-            out.push(Function { name, entry, end: next, file, line, source: Source::Pclntab });
+            out.push(Function { name, entry, end, file, line, source: Source::Pclntab });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `each(entry, end, fields)` for every function in functab
+    /// order, checking that the entries are sorted.
+    fn each_func(&self, mut each: impl FnMut(u64, u64, &FuncFields) -> Result<(), Malformed>) -> Result<(), Malformed> {
+        let (mut entry, mut funcoff) = self.slot(0)?;
+        for i in 0..self.nfunc {
+            let (next, next_funcoff) = self.slot(i + 1)?;
+            if next < entry {
+                return Err(bad(format!("functab is not sorted at entry {i} ({entry:#x} > {next:#x})")));
+            }
+            each(entry, next, &self.func(funcoff)?)?;
             (entry, funcoff) = (next, next_funcoff);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads the fields of `_func` that the resolver needs. Go 1.2–1.17 start
