@@ -218,3 +218,49 @@ fn find_row<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::
         _ => None,
     }
 }
+
+/// --max-overhead keeps the estimate under budget by removing RET probes
+/// first: the function keeps exact counts. After SIGTERM every site's text
+/// equals the file again.
+#[test]
+fn max_overhead_drops_ret_probes_and_keeps_counts() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
+    let create = format!("{STORE}.Create");
+    let sites = sites(api.binary(), &create);
+    // A budget no traced function can meet: the RET probes must go.
+    let trace = Trace::start(api.pid(), &create, &["--max-overhead", "0.0001"]);
+    let warm = LoadSpec { namespace: "budget-warm".into(), creates: 20, concurrency: 4, ..Default::default() };
+    assert_eq!(api.load(&warm).unwrap().errors, 0);
+    thread::sleep(Duration::from_millis(2500));
+    let spec = LoadSpec { namespace: "budget".into(), creates: 11, concurrency: 2, ..Default::default() };
+    assert_eq!(api.load(&spec).unwrap().errors, 0);
+    // SIGTERM instead of SIGINT: the same clean end.
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe { libc::kill(trace.child.id() as i32, libc::SIGTERM) };
+    let out = trace.child.wait_with_output().unwrap();
+    let stderr: Vec<String> = trace.stderr.iter().collect();
+    assert!(out.status.success(), "{stderr:?}");
+    let summary: analyzer::summary::Summary = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(stderr.iter().any(|l| l.contains("RET probes removed")), "{stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("terminated")), "{stderr:?}");
+    assert_eq!(calls(&summary, &create), 31, "counting goes on without the RET probes");
+    text_restored(api.pid(), &sites).unwrap();
+}
+
+/// --count-only: entry probes only, exact counts, no latency or errors.
+#[test]
+fn count_only_counts_exactly_and_measures_nothing_else() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Stripped, &etcd).expect("start the target");
+    let trace = Trace::start(api.pid(), "storage", &["--count-only"]);
+    let spec = LoadSpec { namespace: "count".into(), creates: 6, gets: 4, missing_gets: 2, ..Default::default() };
+    assert_eq!(api.load(&spec).unwrap().errors, 0);
+    let (summary, _) = trace.finish();
+    assert_eq!(summary.mode, analyzer::summary::Mode::CountOnly);
+    assert_eq!(calls(&summary, &format!("{STORE}.Create")), 6);
+    let get = common::function(&summary, &format!("{STORE}.Get"));
+    assert_eq!((get.calls, get.errors, get.latency_ns), (6, None, None));
+}
