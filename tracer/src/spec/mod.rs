@@ -128,12 +128,23 @@ impl Item {
 /// (Go symbols are full of `.`, `(`, `*` and `[`). Runs in O(len × len), so
 /// no pattern can make it backtrack exponentially.
 pub fn pattern_match(pattern: &str, name: &str) -> bool {
+    // Most patterns are plain symbols, and a glob's literal head rules out
+    // almost every name: both are answered without the table below, which
+    // costs pattern × name per call and is run over every function.
+    let head = pattern.find(['*', '#']).map_or(pattern, |i| &pattern[..i]);
+    if head.len() == pattern.len() {
+        return pattern == name;
+    }
+    if !name.starts_with(head) {
+        return false;
+    }
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
     // reach[j]: the pattern prefix consumed so far matches name[..j].
     let mut reach = vec![false; n.len() + 1];
+    let mut next = vec![false; n.len() + 1];
     reach[0] = true;
     for &pc in p {
-        let mut next = vec![false; n.len() + 1];
+        next.fill(false);
         match pc {
             b'*' => {
                 let mut on = false;
@@ -155,7 +166,7 @@ pub fn pattern_match(pattern: &str, name: &str) -> bool {
                 }
             }
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
     }
     reach[n.len()]
 }
