@@ -17,11 +17,12 @@ use analyzer::{
 };
 use clap::Args;
 
+mod watch;
+
 use super::{TargetArgs, live};
 use crate::{
     attach::{
-        FunctionCounts, Options, Session,
-        calibrate::{self, HitCost},
+        FunctionCounts, Options, Session, calibrate,
         config::{self, Captures, Wants},
         events::{self, Symbolizer},
         privileges,
@@ -31,6 +32,7 @@ use crate::{
     resolve::Function,
     spec,
 };
+use watch::Loop;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -94,20 +96,6 @@ pub struct AttachArgs {
     #[arg(long, hide = true)]
     bare: bool,
 }
-
-/// How often call events are read from the ring buffer. The kernel never
-/// wakes ktrace per event; this timer is the only reader.
-const DRAIN_EVERY: Duration = Duration::from_millis(50);
-/// How often the table, the rate limit and the overhead budget are checked.
-const TICK_EVERY: Duration = Duration::from_secs(1);
-static NO_CAPTURES: Captures = Captures { string: None, scalars: Vec::new(), errors: false };
-
-/// How long one drain may take before the loop checks its timers again.
-const DRAIN_BUDGET: Duration = Duration::from_millis(30);
-/// Events taken from the ring buffer between budget checks.
-const DRAIN_BATCH: usize = 1024;
-/// Above this many events per second the kernel is asked to sample detail.
-const EVENTS_PER_SEC_HIGH: u64 = 50_000;
 
 /// Presets reported as groups in the trace header.
 const GROUPS: [&str; 7] = ["authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
@@ -346,232 +334,6 @@ fn open_trace(
     let file = File::create(path)
         .map_err(|e| Error::Input(format!("cannot create the trace file {}: {e}", path.display())))?;
     Ok(TraceWriter::new(BufWriter::new(file), &header)?)
-}
-
-/// The running session and what the loop keeps between ticks.
-struct Loop<'a> {
-    session: &'a mut Session,
-    plans: &'a [ProbePlan],
-    captures: &'a [Captures],
-    cost: Option<HitCost>,
-    mono_start: u64,
-    sym: &'a Symbolizer,
-    writer: Option<&'a mut TraceWriter<BufWriter<File>>>,
-    /// Symbolized callers of each (direct caller, stack id) seen so far.
-    stacks: HashMap<(u64, i64), Vec<String>>,
-    /// Why each function was detached, if it was.
-    detached: Vec<Option<String>>,
-    /// Counts and time at the previous tick, for rates.
-    last: Option<(Instant, Vec<FunctionCounts>, u64)>,
-    sample_shift: u32,
-    live: bool,
-    write_error: Option<std::io::Error>,
-}
-
-impl Loop<'_> {
-    /// Runs until the duration ends (`None`), or returns why it ended early;
-    /// also returns the CPU profile fetched over the same window, if asked.
-    fn run(
-        &mut self,
-        args: &AttachArgs,
-        pid: Option<u32>,
-        pprof: Option<(analyzer::fetch::Source, u64)>,
-    ) -> Result<(Option<&'static str>, Option<trace::Profile>), Error> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async {
-            // The profile is fetched concurrently, for the same window as the
-            // trace, so `ktrace flame` can merge the two without clock skew.
-            let fetch = pprof.map(|(source, seconds)| {
-                let start_ns = events::monotonic_ns().saturating_sub(self.mono_start);
-                eprintln!("ktrace: fetching a {seconds} s CPU profile from {}", source.describe());
-                (start_ns, seconds, tokio::spawn(async move { source.fetch(Some(seconds)).await }))
-            });
-            let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            let deadline = async {
-                match args.duration {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::pin!(deadline);
-            let mut drain = tokio::time::interval(DRAIN_EVERY);
-            let mut tick = tokio::time::interval(TICK_EVERY);
-            tick.tick().await;
-            // Rates are measured from attach on, so a burst in the first
-            // second is caught too.
-            self.last = Some((Instant::now(), self.session.counts()?, self.session.stats()?.emitted));
-            let proc_dir = pid.map(|p| PathBuf::from(format!("/proc/{p}")));
-            let ended = loop {
-                tokio::select! {
-                    () = &mut deadline => break None,
-                    r = tokio::signal::ctrl_c() => { r?; break Some("interrupted") }
-                    _ = sigterm.recv() => break Some("terminated"),
-                    _ = drain.tick() => {
-                        self.drain(DRAIN_BUDGET);
-                        if proc_dir.as_ref().is_some_and(|d| !d.exists()) {
-                            break Some("the target exited");
-                        }
-                    }
-                    _ = tick.tick() => self.tick(args)?,
-                }
-            };
-            // What is still in the ring buffer was recorded before the end.
-            self.drain(Duration::from_secs(10));
-            if self.live {
-                live::clear(&mut std::io::stderr());
-            }
-            let profile = match fetch {
-                None => None,
-                Some((_, _, task)) if ended.is_some() => {
-                    task.abort();
-                    eprintln!("ktrace: warning: the trace ended early; the CPU profile was not stored");
-                    None
-                }
-                Some((start_ns, seconds, task)) => {
-                    // The server answers once its window has passed; allow for the transfer.
-                    match tokio::time::timeout(Duration::from_secs(30), task).await {
-                        Ok(Ok(Ok(body))) => {
-                            Some(analyzer::fetch::profile_record("profile", start_ns, seconds * 1_000_000_000, &body))
-                        }
-                        Ok(Ok(Err(e))) => return Err(Error::Input(format!("--pprof: {e}"))),
-                        Ok(Err(e)) => return Err(Error::Input(format!("--pprof: the fetch failed: {e}"))),
-                        Err(_) => return Err(Error::Input("--pprof: no profile 30 s after the trace ended".into())),
-                    }
-                }
-            };
-            Ok::<_, Error>((ended, profile))
-        })
-    }
-
-    /// Reads call events for at most `budget`, so the loop stays responsive
-    /// under load; what is left waits in the ring buffer for the next round.
-    fn drain(&mut self, budget: Duration) {
-        let until = Instant::now() + budget;
-        let (captures, sym, mono_start) = (self.captures, self.sym, self.mono_start);
-        let mut batch = Vec::with_capacity(DRAIN_BATCH);
-        loop {
-            batch.clear();
-            let n = self.session.drain_events(DRAIN_BATCH, |ev| batch.push(*ev));
-            if let Some(w) = self.writer.as_deref_mut() {
-                for ev in &batch {
-                    let caps = captures.get(ev.func as usize).unwrap_or(&NO_CAPTURES);
-                    // Call paths repeat, and a stack id's contents never change
-                    // once recorded: each (caller, stack id) is read from the
-                    // kernel and symbolized once.
-                    let key = (ev.caller, ev.stack_id);
-                    if !self.stacks.contains_key(&key) {
-                        let addrs = if ev.stack_id >= 0 { self.session.stack(ev.stack_id) } else { Vec::new() };
-                        self.stacks.insert(key, events::symbolize(ev.caller, &addrs, sym));
-                    }
-                    let call = events::to_call(ev, caps, mono_start, &self.stacks[&key]);
-                    if let Err(e) = w.call(&call) {
-                        self.write_error.get_or_insert(e);
-                    }
-                }
-            }
-            if n < DRAIN_BATCH || Instant::now() >= until {
-                break;
-            }
-        }
-    }
-
-    fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
-        let now = Instant::now();
-        let counts = self.session.counts()?;
-        let events = self.session.stats()?.emitted;
-        let Some((then, before, events_before)) = self.last.replace((now, counts.clone(), events)) else {
-            return Ok(());
-        };
-        let secs = now.duration_since(then).as_secs_f64().max(1e-3);
-        let rate = |i: usize, f: fn(&FunctionCounts) -> u64| f(&counts[i]).saturating_sub(f(&before[i])) as f64 / secs;
-        let entry_rates: Vec<f64> = (0..counts.len()).map(|i| rate(i, |c| c.counters.calls)).collect();
-        let ret_rates: Vec<f64> =
-            (0..counts.len()).map(|i| rate(i, |c| c.counters.returns + c.counters.unmatched_returns)).collect();
-
-        if args.max_rate > 0 {
-            for (i, r) in entry_rates.iter().enumerate() {
-                if *r > args.max_rate as f64 && self.session.is_attached(i as u32) {
-                    self.session.detach_function(i as u32)?;
-                    let why = format!("called {r:.0}/s, over --max-rate {}", args.max_rate);
-                    eprintln!(
-                        "ktrace: warning: {}: {why}; detached, the other functions are still traced",
-                        counts[i].symbol
-                    );
-                    self.detached[i] = Some(why);
-                }
-            }
-        }
-
-        let overhead = self.cost.map(|c| self.overhead(&c, &entry_rates, &ret_rates));
-        if let (Some(budget), Some(cost)) = (args.max_overhead, self.cost) {
-            let mut estimate = overhead.unwrap_or(0.0);
-            // The costliest RET probes go first; their functions keep exact counts.
-            let mut by_cost: Vec<usize> = (0..counts.len()).filter(|&i| self.session.has_returns(i as u32)).collect();
-            by_cost
-                .sort_by(|&a, &b| self.ret_cost(&cost, b, &ret_rates).total_cmp(&self.ret_cost(&cost, a, &ret_rates)));
-            for i in by_cost {
-                if estimate <= budget {
-                    break;
-                }
-                let saved = self.ret_cost(&cost, i, &ret_rates);
-                self.session.detach_returns(i as u32)?;
-                estimate -= saved;
-                let why = format!("RET probes removed to keep the overhead under {budget}% (counting continues)");
-                eprintln!("ktrace: warning: {}: {why}", counts[i].symbol);
-                self.detached[i] = Some(why);
-            }
-        }
-
-        // Event detail is sampled under load; counters never are.
-        let events_rate = (events - events_before) as f64 / secs * (1u64 << self.sample_shift) as f64;
-        let shift = (0..=16).find(|s| events_rate / (1u64 << s) as f64 <= EVENTS_PER_SEC_HIGH as f64).unwrap_or(16);
-        if shift != self.sample_shift {
-            self.session.set_sampling(shift)?;
-            self.sample_shift = shift;
-        }
-
-        if let Some(w) = self.writer.as_deref_mut()
-            && let Err(e) = w.flush()
-        {
-            self.write_error.get_or_insert(e);
-        }
-        if self.live {
-            let rows: Vec<live::Row> = counts
-                .iter()
-                .enumerate()
-                .map(|(i, c)| live::Row {
-                    symbol: &c.symbol,
-                    calls: c.counters.calls,
-                    rate: entry_rates[i],
-                    errors: self.captures[i].errors.then_some(c.counters.errors),
-                    latency: c.hist.latency(),
-                    detached: self.detached[i].is_some(),
-                })
-                .collect();
-            live::draw(&mut std::io::stderr(), &rows, overhead, self.sample_shift);
-        }
-        Ok(())
-    }
-
-    /// Estimated CPU cost of the probes, as % of one CPU.
-    fn overhead(&self, cost: &HitCost, entry_rates: &[f64], ret_rates: &[f64]) -> f64 {
-        let mut ns_per_sec = 0.0;
-        for (i, plan) in self.plans.iter().enumerate() {
-            if self.session.is_attached(i as u32) {
-                ns_per_sec += entry_rates[i] * cost.of(plan.entry.emulated);
-            }
-            ns_per_sec += self.ret_cost(cost, i, ret_rates) * 1e7;
-        }
-        ns_per_sec / 1e7
-    }
-
-    /// CPU % spent on function `i`'s RET probes.
-    fn ret_cost(&self, cost: &HitCost, i: usize, ret_rates: &[f64]) -> f64 {
-        if !self.session.has_returns(i as u32) {
-            return 0.0;
-        }
-        ret_rates[i] * cost.single_stepped_ns / 1e7
-    }
 }
 
 fn summarize(
