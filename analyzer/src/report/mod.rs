@@ -413,7 +413,7 @@ pub fn write(
     html_path: &Path,
     opts: &ReportOptions,
 ) -> Result<(Report, Written), ReportError> {
-    let report = build(trace, cpu)?;
+    // Decode a stored profile once, here, rather than again inside build().
     let stored;
     let cpu = match cpu {
         Some(c) => Some(c),
@@ -422,6 +422,7 @@ pub fn write(
             stored.as_ref()
         }
     };
+    let report = build(trace, cpu)?;
     let sibling = |suffix: &str| {
         let stem = html_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
         html_path.with_file_name(format!("{stem}{suffix}"))

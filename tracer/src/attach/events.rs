@@ -88,23 +88,27 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
-/// The load bias of a running executable: the address its first mapping of
-/// the file starts at, minus the lowest virtual address the ELF asks for. 0
-/// for ordinary (non-PIE) Go binaries, and whenever it cannot be read.
-pub fn load_bias(pid: u32, lowest_vaddr: u64) -> u64 {
+/// The load bias of a running executable: what to add to a file virtual
+/// address to get the address in the process. `text_vaddr` is any code
+/// address of the file and `text_offset` its file offset; the bias comes
+/// from the executable's mapping that holds that offset. 0 for ordinary
+/// (non-PIE) Go binaries, and whenever it cannot be read.
+pub fn load_bias(pid: u32, text_vaddr: u64, text_offset: u64) -> u64 {
     let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return 0 };
     let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { return 0 };
-    for line in maps.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(offset)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let path = parts.nth(2);
-        if path != exe.to_str() || !offset.trim_start_matches('0').is_empty() {
-            continue;
-        }
-        let Some(start) = range.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()) else { continue };
-        return start.saturating_sub(lowest_vaddr & !0xfff);
-    }
-    0
+    maps.lines()
+        .find_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (start, end) = parts.next()?.split_once('-')?;
+            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+            let offset = u64::from_str_radix(parts.nth(1)?, 16).ok()?;
+            if parts.nth(2).map(std::path::Path::new) != Some(exe.as_path()) {
+                return None;
+            }
+            let within = text_offset.checked_sub(offset).filter(|d| *d < end - start)?;
+            Some((start + within).wrapping_sub(text_vaddr))
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -224,21 +224,6 @@ impl Session {
         Ok(Self { ebpf, program: program_name, functions, events, stacks, probes, single_stepped })
     }
 
-    /// Number of functions in the session.
-    pub fn len(&self) -> usize {
-        self.functions.len()
-    }
-
-    /// True when the session traces nothing.
-    pub fn is_empty(&self) -> bool {
-        self.functions.is_empty()
-    }
-
-    /// The label of function `id`: its symbol, or `file.go:LINE in symbol`.
-    pub fn symbol(&self, id: u32) -> Option<&str> {
-        self.functions.get(id as usize).map(|f| f.symbol.as_str())
-    }
-
     /// True when function `id` still has its entry probe.
     pub fn is_attached(&self, id: u32) -> bool {
         self.functions.get(id as usize).is_some_and(|f| f.entry.is_some())

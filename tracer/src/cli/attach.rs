@@ -190,7 +190,11 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         Some(path) => Some(open_trace(path, args, binary, plans, pid, start_unix_ns)?),
         None => None,
     };
-    let sym = Symbolizer::new(functions, pid.map_or(0, |p| events::load_bias(p, lowest_text(functions))));
+    let bias = match (pid, functions.first()) {
+        (Some(p), Some(f)) => events::load_bias(p, f.entry, binary.file_offset(f.entry)?),
+        _ => 0,
+    };
+    let sym = Symbolizer::new(functions, bias);
     let mut state = Loop {
         session: &mut session,
         plans,
@@ -284,10 +288,6 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
 fn goexit_plan(binary: &crate::resolve::Binary, functions: &[Function]) -> Option<ProbePlan> {
     let f = functions.iter().find(|f| f.name == "runtime.goexit1")?;
     Planner::new(binary, functions).plan(f).ok()
-}
-
-fn lowest_text(functions: &[Function]) -> u64 {
-    functions.iter().map(|f| f.entry).min().unwrap_or(0)
 }
 
 fn open_trace(

@@ -149,12 +149,12 @@ impl Loop<'_> {
                     // Call paths repeat, and a stack id's contents never change
                     // once recorded: each (caller, stack id) is read from the
                     // kernel and symbolized once.
-                    let key = (ev.caller, ev.stack_id);
-                    if !self.stacks.contains_key(&key) {
-                        let addrs = if ev.stack_id >= 0 { self.session.stack(ev.stack_id) } else { Vec::new() };
-                        self.stacks.insert(key, events::symbolize(ev.caller, &addrs, sym));
-                    }
-                    let call = events::to_call(ev, caps, mono_start, &self.stacks[&key]);
+                    let session = &*self.session;
+                    let frames = self.stacks.entry((ev.caller, ev.stack_id)).or_insert_with(|| {
+                        let addrs = if ev.stack_id >= 0 { session.stack(ev.stack_id) } else { Vec::new() };
+                        events::symbolize(ev.caller, &addrs, sym)
+                    });
+                    let call = events::to_call(ev, caps, mono_start, frames);
                     if let Err(e) = w.call(&call) {
                         self.write_error.get_or_insert(e);
                     }
@@ -246,14 +246,12 @@ impl Loop<'_> {
 
     /// Estimated CPU cost of the probes, as % of one CPU.
     fn overhead(&self, cost: &HitCost, entry_rates: &[f64], ret_rates: &[f64]) -> f64 {
-        let mut ns_per_sec = 0.0;
-        for (i, plan) in self.plans.iter().enumerate() {
-            if self.session.is_attached(i as u32) {
-                ns_per_sec += entry_rates[i] * cost.of(plan.entry.emulated);
-            }
-            ns_per_sec += self.ret_cost(cost, i, ret_rates) * 1e7;
-        }
-        ns_per_sec / 1e7
+        let entries: f64 = (self.plans.iter().enumerate())
+            .filter(|(i, _)| self.session.is_attached(*i as u32))
+            .map(|(i, plan)| percent_of_cpu(entry_rates[i], cost.of(plan.entry.emulated)))
+            .sum();
+        let rets: f64 = (0..self.plans.len()).map(|i| self.ret_cost(cost, i, ret_rates)).sum();
+        entries + rets
     }
 
     /// CPU % spent on function `i`'s RET probes.
@@ -261,6 +259,11 @@ impl Loop<'_> {
         if !self.session.has_returns(i as u32) {
             return 0.0;
         }
-        ret_rates[i] * cost.single_stepped_ns / 1e7
+        percent_of_cpu(ret_rates[i], cost.single_stepped_ns)
     }
+}
+
+/// `hits_per_sec` hits at `ns_per_hit` each, as % of one CPU.
+fn percent_of_cpu(hits_per_sec: f64, ns_per_hit: f64) -> f64 {
+    hits_per_sec * ns_per_hit / 1e7
 }
