@@ -137,28 +137,7 @@ impl Apiserver {
     /// request had an unexpected outcome (the error quotes the report and
     /// the client's stderr).
     pub fn load(&self, spec: &LoadSpec) -> Result<LoadReport> {
-        let namespace = if spec.namespace.is_empty() { "default" } else { spec.namespace.as_str() };
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("load").arg("--kubeconfig").arg(&self.kubeconfig).args(["--namespace", namespace]);
-        for (flag, n) in [
-            ("--creates", spec.creates),
-            ("--gets", spec.gets),
-            ("--updates", spec.updates),
-            ("--deletes", spec.deletes),
-            ("--missing-gets", spec.missing_gets),
-            ("--concurrency", spec.concurrency.max(1)),
-        ] {
-            cmd.arg(flag).arg(n.to_string());
-        }
-        let out =
-            cmd.stdin(Stdio::null()).output().with_context(|| format!("running {} load", self.binary.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            bail!("load {spec:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, stdout.trim(), stderr.trim());
-        }
-        let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).context("load printed no report")?;
-        serde_json::from_str(line).with_context(|| format!("parsing load report {line:?}"))
+        crate::run_load(&self.binary, &self.kubeconfig, spec)
     }
 
     /// Makes one request with the binary's `probe` mode and returns the HTTP

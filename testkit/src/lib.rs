@@ -12,15 +12,18 @@
 
 mod apiserver;
 mod etcd;
+pub mod kube;
 mod process;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 pub use apiserver::Apiserver;
 pub use etcd::Etcd;
+pub use kube::{KubeApiserver, KubeVariant, User};
 
 /// One build variant of the Go test target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,4 +126,31 @@ pub struct LoadReport {
     pub keys: Vec<String>,
     /// Requests with an unexpected outcome.
     pub errors: u32,
+}
+
+/// Runs the Go target's `load` mode with `kubeconfig`. Fails if any request
+/// had an unexpected outcome (the error quotes the report and the client's
+/// stderr).
+pub(crate) fn run_load(client: &Path, kubeconfig: &Path, spec: &LoadSpec) -> Result<LoadReport> {
+    let namespace = if spec.namespace.is_empty() { "default" } else { spec.namespace.as_str() };
+    let mut cmd = Command::new(client);
+    cmd.arg("load").arg("--kubeconfig").arg(kubeconfig).args(["--namespace", namespace]);
+    for (flag, n) in [
+        ("--creates", spec.creates),
+        ("--gets", spec.gets),
+        ("--updates", spec.updates),
+        ("--deletes", spec.deletes),
+        ("--missing-gets", spec.missing_gets),
+        ("--concurrency", spec.concurrency.max(1)),
+    ] {
+        cmd.arg(flag).arg(n.to_string());
+    }
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {} load", client.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("load {spec:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, stdout.trim(), stderr.trim());
+    }
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).context("load printed no report")?;
+    serde_json::from_str(line).with_context(|| format!("parsing load report {line:?}"))
 }

@@ -1,13 +1,15 @@
-//! `cargo xtask demo`: the whole product on the bundled target. It sets up,
-//! builds ktrace and the Go target, starts a real etcd and the
-//! apiserver-shaped target on loopback, drives create/get/update/delete
-//! traffic, and traces the storage, authn, authz and admission presets while
+//! `cargo xtask demo`: the whole product on the real kube-apiserver v1.36.3
+//! (built from the Go module proxy by `build-kube`; `--bundled` uses the
+//! apiserver-shaped target instead, which starts in a second). It sets up,
+//! builds ktrace and the targets, starts a real etcd and the apiserver on
+//! loopback, drives create/get/update/delete traffic as an ordinary RBAC
+//! user, and traces the storage, authn, authz and admission presets while
 //! it runs (a live table on a terminal), keeping every call and the CPU
 //! profile of the same window in a trace file, then renders the merged
 //! wall-vs-CPU report and its flamegraphs.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     sync::{
         Arc,
@@ -17,24 +19,70 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use testkit::{Apiserver, Etcd, LoadSpec, Variant};
+use testkit::{Apiserver, Etcd, KubeApiserver, KubeVariant, LoadReport, LoadSpec, User, Variant};
 
-use crate::{cargo, gotargets, run as exec, setup};
+use crate::{cargo, gotargets, kube, run as exec, setup};
 
 const FUNCS: &str = "storage,authn,authz,admission";
 const DURATION: &str = "8s";
 
-pub fn run(root: &Path) -> Result<()> {
+/// The server the demo traces.
+enum Server {
+    Kube(KubeApiserver),
+    Bundled(Apiserver),
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        match self {
+            Server::Kube(s) => s.pid(),
+            Server::Bundled(s) => s.pid(),
+        }
+    }
+    fn url(&self) -> &str {
+        match self {
+            Server::Kube(s) => s.url(),
+            Server::Bundled(s) => s.url(),
+        }
+    }
+    /// The kubeconfig of the user the load runs as (alice on the real
+    /// server, who may read `/debug/pprof/*`).
+    fn kubeconfig(&self) -> PathBuf {
+        match self {
+            Server::Kube(s) => s.kubeconfig(User::Alice),
+            Server::Bundled(s) => s.kubeconfig().to_path_buf(),
+        }
+    }
+    fn load(&self, spec: &LoadSpec) -> Result<LoadReport> {
+        match self {
+            Server::Kube(s) => s.load(spec),
+            Server::Bundled(s) => s.load(spec),
+        }
+    }
+}
+
+pub fn run(root: &Path, bundled: bool) -> Result<()> {
     setup::run()?;
     gotargets::build(root)?;
+    if !bundled {
+        kube::build(root)?;
+    }
     eprintln!("demo: building ktrace");
     exec(cargo().current_dir(root).args(["build", "--quiet", "-p", "tracer", "--bin", "ktrace"]))?;
     let ktrace = root.join("target/debug/ktrace");
 
-    eprintln!("demo: starting etcd and the apiserver-shaped target (optimized build)");
     let etcd = Etcd::start().context("starting etcd")?;
-    let apiserver = Arc::new(Apiserver::start(Variant::Optimized, &etcd).context("starting the target")?);
-    eprintln!("demo: target PID {} serving {}", apiserver.pid(), apiserver.url());
+    let apiserver = Arc::new(if bundled {
+        eprintln!("demo: starting etcd and the apiserver-shaped target (optimized build)");
+        Server::Bundled(Apiserver::start(Variant::Optimized, &etcd).context("starting the target")?)
+    } else {
+        eprintln!(
+            "demo: starting etcd and the real kube-apiserver {} (release build; /readyz takes 10-30 s)",
+            kube::VERSION
+        );
+        Server::Kube(KubeApiserver::start(KubeVariant::Release, &etcd).context("starting kube-apiserver")?)
+    });
+    eprintln!("demo: apiserver PID {} serving {}", apiserver.pid(), apiserver.url());
 
     let stop = Arc::new(AtomicBool::new(false));
     let creates = Arc::new(AtomicU32::new(0));
@@ -70,6 +118,7 @@ pub fn run(root: &Path) -> Result<()> {
         apiserver.url(),
         apiserver.kubeconfig().display()
     );
+    let kubeconfig = apiserver.kubeconfig();
     let traced = exec(Command::new(&ktrace).args([
         "attach",
         "--pid",
@@ -85,7 +134,7 @@ pub fn run(root: &Path) -> Result<()> {
         "--pprof",
         &format!("{}/debug/pprof/profile", apiserver.url()),
         "--kubeconfig",
-        apiserver.kubeconfig().to_str().context("non-UTF-8 path")?,
+        kubeconfig.to_str().context("non-UTF-8 path")?,
     ]));
     stop.store(true, Ordering::Relaxed);
     let load_result = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))?;

@@ -136,6 +136,12 @@ pub fn binary_path(root: &Path, variant: &str) -> PathBuf {
     root.join("target/gotargets").join(variant).join("kube-apiserver")
 }
 
+/// Debian's `golang-go` (1.19), which `cargo xtask setup` installs;
+/// `$KTRACE_TARGET_GO` overrides it.
+pub fn target_go() -> PathBuf {
+    std::env::var_os("KTRACE_TARGET_GO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/go"))
+}
+
 struct GoEnv {
     gocache: PathBuf,
     gopath_root: PathBuf,
@@ -149,7 +155,7 @@ impl GoEnv {
     /// A `go` command with a pinned, offline environment. `GOFLAGS` is set
     /// per mode because `-mod` is an error outside module mode.
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("go");
+        let mut cmd = Command::new(target_go());
         cmd.args(args)
             .env("GOPROXY", "off")
             .env("GOTOOLCHAIN", "local")

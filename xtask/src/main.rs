@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod gotargets;
+mod kube;
 mod setup;
 
 use std::{
@@ -20,7 +21,12 @@ usage: cargo xtask <task>
 tasks:
   setup          install apt packages, bpf-linker and the debian-web toolchain; check the kernel and privileges
   build-targets  build the apiserver-shaped Go target in its four variants
-  demo           set up, build, start etcd and the target, drive load, trace (*store).Create, print the result
+  build-kube     build the real kube-apiserver (from the Go module proxy) in its debug, release and
+                 stripped variants, cached in ~/.cache/ktrace/kube-apiserver (slow the first time)
+  demo [--bundled]
+                 set up, build, start etcd and the real kube-apiserver (--bundled: the apiserver-shaped
+                 target), drive load as an ordinary RBAC user, trace storage,authn,authz,admission with
+                 the CPU profile of the same window, and render the merged report
   test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included),
                  then fuzz every binary parser for a bounded time
   fuzz [SECS]    fuzz every binary parser for SECS seconds each (default 30)
@@ -36,7 +42,12 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("setup") => setup::run(),
         Some("build-targets") => gotargets::build(&root),
-        Some("demo") => demo::run(&root),
+        Some("build-kube") => kube::build(&root),
+        Some("demo") => match std::env::args().nth(2).as_deref() {
+            None => demo::run(&root, false),
+            Some("--bundled") => demo::run(&root, true),
+            Some(other) => Err(anyhow::anyhow!("demo: unknown option {other} (the only one is --bundled)")),
+        },
         Some("test") => test(&root),
         Some("bench") => bench::run(&root),
         Some("fuzz") => match std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse::<u32>()) {
@@ -83,6 +94,7 @@ fn cargo() -> Command {
 fn test(root: &Path) -> Result<()> {
     setup::run()?;
     gotargets::build(root)?;
+    kube::build(root)?;
     eprintln!("xtask: cargo fmt --check");
     run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
     eprintln!("xtask: cargo clippy");

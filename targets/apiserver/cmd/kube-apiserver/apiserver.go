@@ -17,6 +17,8 @@ const usage = `usage:
   kube-apiserver load  --kubeconfig PATH --namespace NS [--creates N] [--gets N] [--updates N]
                        [--deletes N] [--missing-gets N] [--lists N] [--concurrency C]
   kube-apiserver probe --kubeconfig PATH [--path /healthz] [--method GET] [--no-token] [--output FILE]
+                       [--body FILE]
+  kube-apiserver certs --dir DIR
 `
 
 func main() {
@@ -32,6 +34,8 @@ func main() {
 		err = app.RunLoad(os.Args[2:], os.Stdout)
 	case "probe":
 		err = app.RunProbe(os.Args[2:], os.Stdout)
+	case "certs":
+		err = app.RunCerts(os.Args[2:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

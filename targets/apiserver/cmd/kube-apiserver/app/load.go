@@ -183,12 +183,19 @@ func (l *loader) expect(method, path string, body []byte, want int, wantName str
 		return l.fail("%s %s: HTTP %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(data))
 	}
 	if wantName != "" {
+		// The real kube-apiserver answers a DELETE of a configmap with a
+		// Status whose details name the object, not with the object.
 		var obj struct {
 			Metadata struct {
 				Name string `json:"name"`
 			} `json:"metadata"`
+			Details struct {
+				Name string `json:"name"`
+			} `json:"details"`
 		}
-		if err := json.Unmarshal(data, &obj); err != nil || obj.Metadata.Name != wantName {
+		err := json.Unmarshal(data, &obj)
+		named := obj.Metadata.Name == wantName || (method == http.MethodDelete && obj.Details.Name == wantName)
+		if err != nil || !named {
 			return l.fail("%s %s: response is not configmap %q: %s", method, path, wantName, bytes.TrimSpace(data))
 		}
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ func RunProbe(args []string, stdout io.Writer) error {
 	method := fs.String("method", http.MethodGet, "HTTP method")
 	noToken := fs.Bool("no-token", false, "omit the Authorization header")
 	output := fs.String("output", "", "write the response body to this file")
+	body := fs.String("body", "", "send this file as a JSON request body")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -35,9 +37,20 @@ func RunProbe(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(strings.ToUpper(*method), kc.Server+*path, nil)
+	var rd io.Reader
+	if *body != "" {
+		data, err := os.ReadFile(*body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(strings.ToUpper(*method), kc.Server+*path, rd)
 	if err != nil {
 		return err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if !*noToken {
 		req.Header.Set("Authorization", "Bearer "+kc.Token)
