@@ -140,7 +140,7 @@ impl KubeApiserver {
         let url = format!("https://127.0.0.1:{port}");
         let ca = fs::read(d.join("ca.crt")).context("reading ca.crt")?;
         for (user, token) in &tokens {
-            write_private(&d.join(format!("{}.kubeconfig", user.name())), &kubeconfig(&url, &ca, token))?;
+            write_private(&d.join(format!("{}.kubeconfig", user.name())), &kubeconfig(&url, &ca, user.name(), token))?;
         }
 
         let log = d.join("kube-apiserver.log");
@@ -324,11 +324,11 @@ impl Drop for KubeApiserver {
 }
 
 /// The kubeconfig layout the Go target's client modes (and ktrace) read.
-fn kubeconfig(server: &str, ca_pem: &[u8], token: &str) -> String {
+fn kubeconfig(server: &str, ca_pem: &[u8], user: &str, token: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: ktrace\n  cluster:\n    server: {server}\n    \
-         certificate-authority-data: {}\nusers:\n- name: ktrace-user\n  user:\n    token: {token}\n\
-         contexts:\n- name: ktrace\n  context:\n    cluster: ktrace\n    user: ktrace-user\ncurrent-context: ktrace\n",
+         certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    token: {token}\n\
+         contexts:\n- name: ktrace\n  context:\n    cluster: ktrace\n    user: {user}\ncurrent-context: ktrace\n",
         base64(ca_pem)
     )
 }
