@@ -31,8 +31,11 @@ pub fn share(v: Option<f64>) -> String {
 /// The symbol without its package path: `etcd3.(*store).Create`.
 pub fn short(symbol: &str) -> &str {
     // The package path ends at the last '/' before the first '.' after it;
-    // `(*T)` and line probes contain no '/' after that.
-    let func_start = symbol.rfind('/').map(|i| i + 1).unwrap_or(0);
+    // `(*T)` and line probes contain no '/' after that, but the type
+    // arguments of a generic (`(*T[go.shape.struct { a k8s.io/x.y }]).M`)
+    // may, so only the part before the first '[' is searched.
+    let head = symbol.find('[').map_or(symbol, |i| &symbol[..i]);
+    let func_start = head.rfind('/').map(|i| i + 1).unwrap_or(0);
     &symbol[func_start..]
 }
 
@@ -104,6 +107,12 @@ mod tests {
         assert_eq!(duration(2_345_678), "2.35ms");
         assert_eq!(short("k8s.io/apiserver/pkg/storage/etcd3.(*store).Create"), "etcd3.(*store).Create");
         assert_eq!(short("main.f"), "main.f");
+        assert_eq!(
+            short(
+                "k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator[k8s.io/kubernetes/pkg/serviceaccount.privateClaims]).AuthenticateToken"
+            ),
+            "serviceaccount.(*jwtTokenAuthenticator[k8s.io/kubernetes/pkg/serviceaccount.privateClaims]).AuthenticateToken"
+        );
         assert_eq!(share(Some(0.925)), "92%");
     }
 }
