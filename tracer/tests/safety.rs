@@ -383,3 +383,42 @@ fn filter_keeps_matching_keys_and_the_calls_nested_in_them() {
     fails(&attach(&["--filter", "key=x", "--count-only"]), 2);
     assert!(api.is_alive());
 }
+
+/// A stripped build has no DWARF: the table of known kube-apiserver
+/// signatures locates `key` for `--filter` and marks the authenticators'
+/// token parameters secret.
+#[test]
+fn stripped_builds_filter_and_redact_from_the_signature_table() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Stripped, &etcd).expect("start the target");
+    let token = api.token().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let funcs = [&store("Create"), &store("Get"), CACHE, TOKENFILE].join(",");
+
+    let path = dir.path().join("redacted.trace");
+    let run = Trace::start(api.pid(), &funcs, &["--args", "--output", path.to_str().unwrap()]);
+    let spec = LoadSpec { namespace: "strip-all".into(), creates: 3, gets: 2, ..Default::default() };
+    assert_eq!(api.load(&spec).unwrap().errors, 0);
+    let (summary, _) = run.finish();
+    assert_eq!(calls(&summary, CACHE), 5);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(&token), "the token is in the trace of a stripped build");
+    let t = read_trace(&path);
+    assert!(str_args(&t, CACHE, "token").iter().all(|v| *v == "<redacted 64 bytes>"));
+    assert!(str_args(&t, TOKENFILE, "value").iter().all(|v| *v == "<redacted 64 bytes>"));
+    assert_eq!(str_args(&t, &store("Create"), "key").len(), 3, "the key is still captured");
+
+    let prefix = "/registry/configmaps/strip-in/";
+    let run = Trace::start(api.pid(), &funcs, &["--filter", &format!("key={prefix}*")]);
+    let inside = LoadSpec { namespace: "strip-in".into(), creates: 4, gets: 2, missing_gets: 1, ..Default::default() };
+    let outside =
+        LoadSpec { namespace: "strip-out".into(), creates: 3, gets: 3, missing_gets: 2, ..Default::default() };
+    assert_eq!(api.load(&inside).unwrap().errors, 0);
+    assert_eq!(api.load(&outside).unwrap().errors, 0);
+    let (summary, _) = run.finish();
+    assert_eq!(calls(&summary, &store("Create")), 4);
+    assert_eq!(calls(&summary, &store("Get")), 3);
+    assert_eq!(function(&summary, &store("Get")).errors, Some(1));
+    assert_eq!(calls(&summary, CACHE), 0, "not nested in a kept call");
+}
