@@ -109,7 +109,7 @@ fn run(samples: usize, aggregate: bool) {
     let dir = std::env::temp_dir().join(format!("ktrace-flame-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("cpu.pb.gz");
-    std::fs::write(&file, &bytes).expect("write profile");
+    analyzer::files::write_private(&file, &bytes).expect("write profile");
     println!(
         "profile: {samples} samples, {:.1} MiB gzipped, made in {:.2?}",
         bytes.len() as f64 / (1 << 20) as f64,

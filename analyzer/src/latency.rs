@@ -140,6 +140,8 @@ mod tests {
                 build_id: None,
                 go_version: None,
                 start_unix_ns: 1,
+                unredacted_args: Some(false),
+                filter: None,
                 functions: vec![f(0, "h"), f(1, "s")],
             }),
             calls,

@@ -5,10 +5,12 @@
 //! fetching /debug/pprof profiles with kubeconfig credentials ([`fetch`]),
 //! decoding and writing profile.proto ([`pprof`]), folded stacks and
 //! flamegraphs ([`flame`]), a trace's latency profile ([`latency`]), and the
-//! merged wall-vs-CPU report ([`report`]).
+//! merged wall-vs-CPU report ([`report`]). Every file they are written to is
+//! created private to its owner ([`files`]).
 #![deny(missing_docs)]
 
 pub mod fetch;
+pub mod files;
 pub mod flame;
 pub mod hist;
 pub mod latency;

@@ -63,6 +63,16 @@ pub struct Header {
     pub start_unix_ns: u64,
     /// Traced functions; `call.func` and `function.func` index this list.
     pub functions: Vec<TracedFunction>,
+    /// `Some(true)` when the trace was taken with `--unredacted-args`, so
+    /// call arguments may hold secrets; `Some(false)` when secret arguments
+    /// were redacted (`<redacted N bytes>`). Absent in traces written before
+    /// ktrace redacted secrets: treat those as possibly holding them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unredacted_args: Option<bool>,
+    /// The `--filter ARG=PATTERN` the trace was taken with: only kept calls
+    /// are in it, and every count is of kept calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// One traced function (or source line).
@@ -348,6 +358,8 @@ mod tests {
             build_id: None,
             go_version: Some("go1.19".into()),
             start_unix_ns: 1,
+            unredacted_args: Some(false),
+            filter: None,
             functions: vec![TracedFunction {
                 id: 0,
                 symbol: "main.f".into(),
@@ -438,6 +450,23 @@ mod tests {
             .finish(&End { duration_ns: 0, dropped_events: 0, sampled_out: 0 })
             .unwrap();
         assert!(matches!(read(&bytes[..]).unwrap_err(), TraceError::Format { version: 99, .. }));
+    }
+
+    /// A header from before `unredacted_args` and `filter` existed still
+    /// reads, and says nothing about redaction rather than claiming it.
+    #[test]
+    fn an_old_header_reads_without_the_new_fields() {
+        let old = br#"{"type":"header","format":"ktrace-trace","version":1,"mode":"latency","pid":7,"binary":"/bin/x","build_id":null,"go_version":null,"start_unix_ns":1,"functions":[]}"#;
+        let t = read(&old[..]).unwrap();
+        assert_eq!((t.header().unredacted_args, &t.header().filter), (None, &None));
+        let mut h = header();
+        h.unredacted_args = Some(true);
+        h.filter = Some("key=/registry/*".into());
+        let v = serde_json::to_value(Record::Header(h)).unwrap();
+        assert_eq!(
+            (&v["unredacted_args"], &v["filter"]),
+            (&serde_json::json!(true), &serde_json::json!("key=/registry/*"))
+        );
     }
 
     #[test]

@@ -115,6 +115,8 @@ fn trace() -> trace::Trace {
         build_id: None,
         go_version: Some("go1.19.8".into()),
         start_unix_ns: 1_700_000_000_000_000_000,
+        unredacted_args: Some(false),
+        filter: None,
         functions: vec![
             f(0, AUTHN.into(), "authn"),
             f(1, HANDLER.into(), "handlers"),

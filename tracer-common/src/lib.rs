@@ -125,6 +125,9 @@ pub struct FuncCounters {
     /// Entries not tracked because the goroutine already had
     /// [`MAX_DEPTH`] traced calls in flight (they are still counted).
     pub depth_overflows: u64,
+    /// Entries that `--filter` left out: not counted in `calls`, not
+    /// timed, no event. Zero when no filter is set.
+    pub filtered: u64,
 }
 
 #[cfg(feature = "user")]
@@ -176,6 +179,11 @@ pub const CFG_EMIT: u32 = 1 << 2;
 pub const CFG_STACKS: u32 = 1 << 3;
 /// Capture arguments at entry.
 pub const CFG_ARGS: u32 = 1 << 4;
+/// The function has the `--filter` argument, at [`FuncConfig::filter_ptr`]
+/// and [`FuncConfig::filter_len`]: its calls are kept iff the value matches.
+/// Without it, a call is kept iff it runs nested inside a kept call of such
+/// a function on the same goroutine.
+pub const CFG_FILTER_ARG: u32 = 1 << 5;
 
 /// What the kernel does for one function, set by user space before attach
 /// and changed while running (e.g. to stop tracking a detached function).
@@ -194,6 +202,14 @@ pub struct FuncConfig {
     pub str_len: ArgLoc,
     /// Captured integer/pointer arguments.
     pub scalars: [ArgLoc; MAX_SCALARS],
+    /// Length word of a secret string argument: only its length is read,
+    /// never its bytes ([`LOC_NONE`] when there is none or secrets are not
+    /// redacted).
+    pub secret_len: ArgLoc,
+    /// Data pointer of the `--filter` argument (with [`CFG_FILTER_ARG`]).
+    pub filter_ptr: ArgLoc,
+    /// Length of the `--filter` argument.
+    pub filter_len: ArgLoc,
 }
 
 impl Default for FuncConfig {
@@ -205,6 +221,9 @@ impl Default for FuncConfig {
             str_ptr: ArgLoc::default(),
             str_len: ArgLoc::default(),
             scalars: [ArgLoc::default(); MAX_SCALARS],
+            secret_len: ArgLoc::default(),
+            filter_ptr: ArgLoc::default(),
+            filter_len: ArgLoc::default(),
         }
     }
 }
@@ -221,6 +240,10 @@ pub struct Frame {
     pub func: u32,
     /// Length of the string argument as the caller passed it.
     pub str_len: u32,
+    /// Length of the secret string argument (its bytes are never read).
+    pub secret_len: u32,
+    /// `FRAME_*` bits.
+    pub flags: u32,
     /// Entry time, `bpf_ktime_get_ns`.
     pub start_ns: u64,
     /// Return address at entry: the direct caller, which a frame-pointer
@@ -233,6 +256,15 @@ pub struct Frame {
     /// The first bytes of the string argument.
     pub str: [u8; STR_CAP],
 }
+
+/// The call was left out by `--filter`: its frame only pairs its RET, which
+/// then records nothing.
+pub const FRAME_SKIP: u32 = 1 << 0;
+/// The call was kept because its own `--filter` argument matched: calls
+/// nested inside it on the same goroutine are kept too.
+pub const FRAME_ANCHOR: u32 = 1 << 1;
+/// The call has a secret argument whose length is in `secret_len`.
+pub const FRAME_SECRET: u32 = 1 << 2;
 
 /// The traced calls in flight on one goroutine, innermost last.
 #[repr(C)]
@@ -271,8 +303,9 @@ pub struct CallEvent {
     pub scalars: [u64; MAX_SCALARS],
     /// Length of the string argument as passed (may exceed [`STR_CAP`]).
     pub str_len: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Length of the secret string argument, with [`EV_SECRET`]; its bytes
+    /// never leave the target.
+    pub secret_len: u32,
     /// The first `min(str_len, STR_CAP)` bytes of the string argument.
     pub str: [u8; STR_CAP],
 }
@@ -281,6 +314,36 @@ pub struct CallEvent {
 pub const EV_ERROR: u32 = 1 << 0;
 /// The string argument was captured.
 pub const EV_STR: u32 = 1 << 1;
+/// The secret argument's length was read (see [`CallEvent::secret_len`]).
+pub const EV_SECRET: u32 = 1 << 2;
+
+/// A `--filter` is set: see [`Filter`].
+pub const FILTER_ON: u32 = 1 << 0;
+/// The pattern is a prefix (it ended in `*`); otherwise the value must
+/// equal it.
+pub const FILTER_PREFIX: u32 = 1 << 1;
+
+/// The `--filter ARG=PATTERN` of the session, one entry in an array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// `FILTER_*` bits; 0 keeps every call.
+    pub flags: u32,
+    /// Bytes of `pattern` in use, at most [`STR_CAP`].
+    pub len: u32,
+    /// The pattern, without the trailing `*`.
+    pub pattern: [u8; STR_CAP],
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self { flags: 0, len: 0, pattern: [0; STR_CAP] }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, integer fields and a byte array, no padding.
+unsafe impl aya::Pod for Filter {}
 
 /// Session-wide settings, one entry in an array map.
 #[repr(C)]
@@ -322,11 +385,12 @@ mod tests {
     #[test]
     fn layout_is_stable() {
         use core::mem::{align_of, size_of};
-        assert_eq!(size_of::<FuncCounters>(), 64);
+        assert_eq!(size_of::<FuncCounters>(), 72);
         assert_eq!(align_of::<FuncCounters>(), 8);
         assert_eq!(size_of::<ArgLoc>(), 8);
-        assert_eq!(size_of::<FuncConfig>(), 8 + 8 * (2 + MAX_SCALARS));
-        assert_eq!(size_of::<Frame>(), 32 + 8 * MAX_SCALARS + STR_CAP);
+        assert_eq!(size_of::<FuncConfig>(), 8 + 8 * (2 + MAX_SCALARS + 3));
+        assert_eq!(size_of::<Frame>(), 40 + 8 * MAX_SCALARS + STR_CAP);
+        assert_eq!(size_of::<Filter>(), 8 + STR_CAP);
         assert_eq!(size_of::<GStack>(), 8 + MAX_DEPTH * size_of::<Frame>());
         assert_eq!(size_of::<CallEvent>(), 56 + 8 * MAX_SCALARS + 8 + STR_CAP);
         assert_eq!(size_of::<GlobalConfig>(), 16);

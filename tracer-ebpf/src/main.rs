@@ -12,6 +12,15 @@
 //! stack of in-flight calls, keyed by the `g` pointer in R14: goroutines move
 //! between threads, `g` structs never move.
 //!
+//! `--filter ARG=PATTERN` is decided at entry, before anything is counted:
+//! a function with the argument keeps a call iff the value matches (an
+//! *anchor*); any other function keeps a call iff an anchor is in flight on
+//! the same goroutine. A left-out call is counted only as `filtered` and
+//! still takes a frame, marked skip, so its RET pairs correctly and records
+//! nothing.
+//!
+//! Secret arguments: only the length word is read, never the bytes.
+//!
 //! RET: pops the innermost frame of the same function, so recursion pairs
 //! correctly and frames left by a call that panicked and was recovered are
 //! dropped when an outer call returns. `runtime.goexit1` discards whatever a
@@ -28,7 +37,8 @@ use aya_ebpf::{
     programs::{ProbeContext, tracing::StackIdContext},
 };
 use tracer_common::{
-    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR, EV_STR, FuncConfig,
+    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR,
+    EV_SECRET, EV_STR, FILTER_ON, FILTER_PREFIX, FRAME_ANCHOR, FRAME_SECRET, FRAME_SKIP, Filter, FuncConfig,
     FuncCounters, GStack, GlobalConfig, GlobalStats, LOC_REG, LOC_STACK, MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP,
     SiteKind, hist,
 };
@@ -52,6 +62,12 @@ static INFLIGHT: LruHashMap<u64, GStack> = LruHashMap::with_max_entries(8192, 0)
 /// Zeroed template for a goroutine's first frame (too big for the BPF stack).
 #[map]
 static SCRATCH: PerCpuArray<GStack> = PerCpuArray::with_max_entries(1, 0);
+/// The session's `--filter`, if any.
+#[map]
+static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
+/// Where a `--filter` argument is read for matching (too big for the BPF stack).
+#[map]
+static FILTER_BUF: PerCpuArray<[u8; STR_CAP]> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 #[map]
@@ -94,12 +110,36 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
         c.morestack_skips += 1;
         return;
     }
-    c.calls += 1;
-    let Some(cfg) = FUNC_CONFIG.get(func) else { return };
+    let Some(cfg) = FUNC_CONFIG.get(func) else {
+        c.calls += 1;
+        return;
+    };
+    let g = regs.r14;
+    let sp = regs.rsp;
+    let args = &arg_regs(regs);
+    // --filter decides before anything is counted, so every counter, the
+    // histogram and the events describe kept calls only.
+    let mut frame_flags = 0;
+    if let Some(filter) = FILTER.get(0)
+        && filter.flags & FILTER_ON != 0
+    {
+        frame_flags = if cfg.flags & CFG_FILTER_ARG != 0 {
+            if arg_matches(args, sp, cfg, filter) { FRAME_ANCHOR } else { FRAME_SKIP }
+        } else if nested_in_kept(g) {
+            0
+        } else {
+            FRAME_SKIP
+        };
+    }
+    let skip = frame_flags & FRAME_SKIP != 0;
+    if skip {
+        c.filtered += 1;
+    } else {
+        c.calls += 1;
+    }
     if cfg.flags & CFG_TRACK == 0 {
         return;
     }
-    let g = regs.r14;
     let stack = match INFLIGHT.get_ptr_mut(g) {
         Some(s) => s,
         None => {
@@ -123,23 +163,31 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     let stack = unsafe { &mut *stack };
     let depth = stack.depth as usize;
     let Some(frame) = stack.frames.get_mut(depth) else {
-        c.depth_overflows += 1;
+        if !skip {
+            c.depth_overflows += 1;
+        }
         stack.overflow += 1;
         return;
     };
     frame.func = func;
+    frame.flags = frame_flags;
+    if skip {
+        // A left-out call still takes a frame, so its RET pairs with it and
+        // not with an outer kept call of the same function.
+        stack.depth = depth as u32 + 1;
+        return;
+    }
     frame.str_len = 0;
+    frame.secret_len = 0;
     frame.caller = 0;
     frame.stack_id = -1;
     if cfg.flags & CFG_ARGS != 0 {
-        let sp = regs.rsp;
-        let regs = &arg_regs(regs);
         for i in 0..MAX_SCALARS {
-            frame.scalars[i] = read_arg(regs, sp, &cfg.scalars[i]);
+            frame.scalars[i] = read_arg(args, sp, &cfg.scalars[i]);
         }
         if cfg.str_ptr.kind != 0 {
-            let ptr = read_arg(regs, sp, &cfg.str_ptr);
-            let len = read_arg(regs, sp, &cfg.str_len);
+            let ptr = read_arg(args, sp, &cfg.str_ptr);
+            let len = read_arg(args, sp, &cfg.str_len);
             frame.str_len = len.min(u32::MAX as u64) as u32;
             let n = (len.min(STR_CAP as u64) as usize) & (STR_CAP * 2 - 1);
             if n > 0 && n <= STR_CAP {
@@ -148,6 +196,11 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
                     frame.str_len = 0;
                 }
             }
+        }
+        // A secret: only the length word is read; the bytes stay in the target.
+        if cfg.secret_len.kind != 0 {
+            frame.secret_len = read_arg(args, sp, &cfg.secret_len).min(u32::MAX as u64) as u32;
+            frame.flags |= FRAME_SECRET;
         }
     }
     if cfg.flags & CFG_STACKS != 0 {
@@ -160,6 +213,64 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     frame.start_ns = unsafe { bpf_ktime_get_ns() };
     stack.depth = depth as u32 + 1;
+}
+
+/// True when the `--filter` argument of this call matches the pattern: equal
+/// to it, or starting with it for a prefix pattern. Only the pattern's length
+/// of the argument is read, into a per-CPU buffer, never into an event.
+#[inline(always)]
+fn arg_matches(regs: &[u64; 9], sp: u64, cfg: &FuncConfig, filter: &Filter) -> bool {
+    let len = read_arg(regs, sp, &cfg.filter_len);
+    let want = filter.len as u64;
+    let length_ok = if filter.flags & FILTER_PREFIX != 0 { len >= want } else { len == want };
+    if !length_ok {
+        return false;
+    }
+    let n = (want as usize) & (STR_CAP * 2 - 1);
+    if n == 0 {
+        return true;
+    }
+    if n > STR_CAP {
+        return false;
+    }
+    let ptr = read_arg(regs, sp, &cfg.filter_ptr);
+    let Some(buf) = FILTER_BUF.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU scratch, only this program run uses it.
+    let buf = unsafe { &mut *buf };
+    // SAFETY: reads user memory through the helper, which faults safely.
+    if unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut buf[..n]) }.is_err() {
+        return false;
+    }
+    for i in 0..STR_CAP {
+        if i >= n {
+            break;
+        }
+        if buf[i] != filter.pattern[i] {
+            return false;
+        }
+    }
+    true
+}
+
+/// True when goroutine `g` has a kept call of a function with the
+/// `--filter` argument in flight. A function detached since (no longer
+/// tracked) does not count: its frames will never be popped.
+#[inline(always)]
+fn nested_in_kept(g: u64) -> bool {
+    let Some(stack) = INFLIGHT.get_ptr(g) else { return false };
+    // SAFETY: see on_entry.
+    let stack = unsafe { &*stack };
+    let top = stack.depth as usize;
+    for i in 0..MAX_DEPTH {
+        if i >= top {
+            break;
+        }
+        let f = &stack.frames[i];
+        if f.flags & FRAME_ANCHOR != 0 && FUNC_CONFIG.get(f.func).is_some_and(|c| c.flags & CFG_TRACK != 0) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Go's integer argument registers in ABI order (`tracer_common::REG_NAMES`),
@@ -233,6 +344,14 @@ fn on_return(regs: &pt_regs, func: u32) {
         return;
     };
     let Some(frame) = stack.frames.get(depth) else { return };
+    if frame.flags & FRAME_SKIP != 0 {
+        // A call --filter left out: pop it, record nothing.
+        stack.depth = depth as u32;
+        if depth == 0 && stack.overflow == 0 {
+            let _ = INFLIGHT.remove(g);
+        }
+        return;
+    }
     let dur = now.saturating_sub(frame.start_ns);
     c.returns += 1;
     c.sum_ns += dur;
@@ -295,9 +414,12 @@ fn emit(g: u64, frame: &tracer_common::Frame, dur: u64, mut flags: u32) {
         (*ev).stack_id = frame.stack_id;
         (*ev).scalars = frame.scalars;
         (*ev).str_len = frame.str_len;
-        (*ev)._pad = 0;
+        (*ev).secret_len = frame.secret_len;
         if frame.str_len > 0 {
             flags |= EV_STR;
+        }
+        if frame.flags & FRAME_SECRET != 0 {
+            flags |= EV_SECRET;
         }
         (*ev).flags = flags;
         (*ev).str = frame.str;

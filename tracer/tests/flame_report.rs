@@ -54,6 +54,8 @@ fn write_trace(path: &Path) {
         build_id: None,
         go_version: Some("go1.19.8".into()),
         start_unix_ns: 1_700_000_000_000_000_000,
+        unredacted_args: Some(false),
+        filter: None,
         functions: vec![f(0, AUTHN, "authn"), f(1, HANDLER, "handlers"), f(2, CREATE, "storage"), f(3, GET, "storage")],
     };
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());

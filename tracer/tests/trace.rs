@@ -182,7 +182,31 @@ fn attach_with_pprof_then_flame_report() {
     load.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains(&api.token().unwrap()), "the token must never be printed");
+    // The kubeconfig's token goes to the server and nowhere else: not to
+    // stdout, stderr, or the trace file (nor, below, the report).
+    let token = api.token().unwrap();
+    assert!(!stderr.contains(&token), "the token must never be printed");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&token), "the token is in the JSON summary");
+    assert!(
+        !String::from_utf8_lossy(&std::fs::read(&trace_path).unwrap()).contains(&token),
+        "the token is in the trace"
+    );
+
+    // A token the server refuses: the error names the cause, not the token.
+    let wrong = "not-the-token-0123456789abcdef";
+    let bad_kubeconfig = dir.path().join("kubeconfig-bad");
+    std::fs::write(&bad_kubeconfig, std::fs::read_to_string(api.kubeconfig()).unwrap().replace(&token, wrong)).unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["attach", "--pid", &api.pid().to_string(), "--funcs", "storage", "--duration", "1s"])
+        .args(["--output", dir.path().join("bad.trace").to_str().unwrap(), "--pprof", &url])
+        .args(["--kubeconfig", bad_kubeconfig.to_str().unwrap()])
+        .output()
+        .expect("run ktrace attach");
+    let bad_err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(3), "{bad_err}");
+    assert!(bad_err.contains("401"), "{bad_err}");
+    let everything = format!("{bad_err}{}", String::from_utf8_lossy(&bad.stdout));
+    assert!(!everything.contains(wrong) && !everything.contains(&token), "a token was printed: {everything}");
 
     let t = trace::read(std::io::BufReader::new(std::fs::File::open(&trace_path).unwrap())).unwrap();
     assert_eq!(t.profiles.len(), 1, "the CPU profile is stored with the trace");
@@ -200,6 +224,12 @@ fn attach_with_pprof_then_flame_report() {
     assert!(text.contains("etcd3.(*store).Create"), "{text}");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("etcd3.(*store).Create"), "an HTML report with flamegraphs");
+    for (name, text) in [("report.html", &html), ("report.json", &text)] {
+        assert!(!text.contains(&token), "the kubeconfig's token is in {name}");
+    }
+    for stream in [&flame.stdout, &flame.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains(&token), "ktrace flame printed the token");
+    }
     // Create's wall time includes a 2 ms sleep per call; CPU is a fraction of it.
     let create = find_row(&json, &format!("{STORE}.Create")).expect("a Create row");
     let wall = create["wall_ns"].as_u64().expect("wall time");

@@ -91,6 +91,8 @@ fn write_generated_seeds(target: &str, corpus: &Path) -> Result<()> {
             build_id: None,
             go_version: Some("go1.19".into()),
             start_unix_ns: 1,
+            unredacted_args: Some(false),
+            filter: None,
             functions: vec![trace::TracedFunction {
                 id: 0,
                 symbol: "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create".into(),

@@ -428,7 +428,8 @@ pub fn write(
         html_path.with_file_name(format!("{stem}{suffix}"))
     };
     let save = |path: &Path, bytes: &[u8]| {
-        std::fs::write(path, bytes).map_err(|e| ReportError::Write { path: path.into(), reason: e.to_string() })
+        crate::files::write_private(path, bytes)
+            .map_err(|e| ReportError::Write { path: path.into(), reason: e.to_string() })
     };
     let latency = LatencyStacks::of(trace).folded();
     let latency_svg = svg(&latency, "Wall time of traced calls", "ns", FlamePalette::Io, opts.deterministic);

@@ -44,6 +44,8 @@ fn trace() -> Trace {
             build_id: None,
             go_version: None,
             start_unix_ns: 1_000_000_000,
+            unredacted_args: Some(false),
+            filter: None,
             functions: vec![f(0, H, "handlers"), f(1, S, "storage")],
         }),
         // Two requests of 100 ms, each with a 60 ms Create inside.

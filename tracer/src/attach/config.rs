@@ -3,10 +3,21 @@
 //! arguments to copy at entry. Derived from the probe plan and the argument
 //! layout (`plan::abi`), never from guesses: a function whose layout is
 //! unknown gets no error or argument capture, and says so.
+//!
+//! Secrets (`Slot::secret`, see `plan::secrets`): the kernel is given only
+//! the location of a secret string's *length* word, never of its data
+//! pointer, so its bytes cannot be copied out of the target; user space
+//! renders it as `<redacted N bytes>`. The string slot therefore takes the
+//! first string parameter that is *not* secret (e.g. a user name before a
+//! password), and the first secret string gets the length slot. Secret
+//! integers are not captured at all. `--unredacted-args` turns this off.
+//!
+//! `--filter ARG=PATTERN`: a function with a string parameter named ARG gets
+//! its location, and the kernel compares it with the pattern at entry.
 
 use tracer_common::{
-    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_STACKS, CFG_TRACK, FuncConfig, LOC_REG, LOC_STACK, MAX_SCALARS,
-    REG_NAMES,
+    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_STACKS, CFG_TRACK, FuncConfig, LOC_REG, LOC_STACK,
+    MAX_SCALARS, REG_NAMES,
 };
 
 use crate::plan::{
@@ -25,6 +36,8 @@ pub struct Wants {
     pub args: bool,
     /// Record caller stacks.
     pub stacks: bool,
+    /// Capture secret arguments like any other (`--unredacted-args`).
+    pub unredacted_args: bool,
 }
 
 /// The names of what a function's config captures, for decoding its events.
@@ -32,19 +45,66 @@ pub struct Wants {
 pub struct Captures {
     /// Name of the captured string argument.
     pub string: Option<String>,
+    /// Name of the secret string argument whose length alone is read.
+    pub secret: Option<String>,
     /// Names of the captured integer/pointer arguments, in slot order.
     pub scalars: Vec<String>,
     /// True when the function reports errors (its last result is `error`).
     pub errors: bool,
+    /// True when the function has the `--filter` argument.
+    pub filter: bool,
+}
+
+/// What a function's layout says about the `--filter` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterArg {
+    /// No parameter of that name, or no layout.
+    Absent,
+    /// A string parameter: its data pointer and length.
+    Found(ArgLoc, ArgLoc),
+    /// A parameter of that name with another type.
+    NotString(String),
+    /// A credential: filtering on it is refused.
+    Secret,
+    /// A string whose location ktrace cannot tell.
+    Unplaced,
+}
+
+/// Looks up the string parameter `name` in a layout.
+pub fn filter_arg(slots: Option<&[Slot]>, name: &str) -> FilterArg {
+    let Some(slot) = slots.and_then(|s| s.iter().find(|s| !s.is_result && s.name == name)) else {
+        return FilterArg::Absent;
+    };
+    if slot.type_name != "string" {
+        return FilterArg::NotString(slot.type_name.clone());
+    }
+    if slot.secret {
+        return FilterArg::Secret;
+    }
+    match string_locs(&slot.location) {
+        Some((ptr, len)) => FilterArg::Found(ptr, len),
+        None => FilterArg::Unplaced,
+    }
 }
 
 /// Builds the kernel config of one function. `slots` is its argument layout,
-/// `None` when the binary has no type information for it.
-pub fn build(plan: &ProbePlan, slots: Option<&[Slot]>, wants: Wants) -> (FuncConfig, Captures) {
+/// `None` when the binary has no type information for it; `filter` is the
+/// name of the `--filter` argument.
+pub fn build(plan: &ProbePlan, slots: Option<&[Slot]>, wants: Wants, filter: Option<&str>) -> (FuncConfig, Captures) {
     let mut config = FuncConfig::default();
     let mut captures = Captures::default();
     let function_probe = plan.target == Target::Function
         && matches!(plan.entry_kind, EntryKind::StackGuard { .. } | EntryKind::FirstInstruction);
+    // Arguments are in their ABI places only at a function's own entry.
+    if function_probe
+        && let Some(name) = filter
+        && let FilterArg::Found(ptr, len) = filter_arg(slots, name)
+    {
+        config.flags |= CFG_FILTER_ARG;
+        config.filter_ptr = ptr;
+        config.filter_len = len;
+        captures.filter = true;
+    }
     if !wants.latency || !function_probe || plan.rets.is_empty() {
         return (config, captures);
     }
@@ -70,13 +130,22 @@ pub fn build(plan: &ProbePlan, slots: Option<&[Slot]>, wants: Wants) -> (FuncCon
 
     if wants.args {
         for slot in slots.iter().filter(|s| !s.is_result) {
-            if slot.type_name == "string" && captures.string.is_none() {
-                if let Some((ptr, len)) = string_locs(&slot.location) {
+            let secret = slot.secret && !wants.unredacted_args;
+            if slot.type_name == "string" {
+                let Some((ptr, len)) = string_locs(&slot.location) else { continue };
+                if secret {
+                    // The length word only: the data pointer is never given to the kernel.
+                    if captures.secret.is_none() {
+                        config.secret_len = len;
+                        captures.secret = Some(slot.name.clone());
+                    }
+                } else if captures.string.is_none() {
                     config.str_ptr = ptr;
                     config.str_len = len;
                     captures.string = Some(slot.name.clone());
                 }
-            } else if is_scalar(&slot.type_name)
+            } else if !secret
+                && is_scalar(&slot.type_name)
                 && captures.scalars.len() < MAX_SCALARS
                 && let Some(loc) = scalar_loc(&slot.location)
             {
@@ -84,7 +153,7 @@ pub fn build(plan: &ProbePlan, slots: Option<&[Slot]>, wants: Wants) -> (FuncCon
                 captures.scalars.push(slot.name.clone());
             }
         }
-        if captures.string.is_some() || !captures.scalars.is_empty() {
+        if captures.string.is_some() || captures.secret.is_some() || !captures.scalars.is_empty() {
             config.flags |= CFG_ARGS | CFG_EMIT;
         }
     }
@@ -165,7 +234,7 @@ mod tests {
     }
 
     fn slot(name: &str, ty: &str, is_result: bool, location: Location) -> Slot {
-        Slot { name: name.into(), type_name: ty.into(), is_result, location }
+        Slot { name: name.into(), type_name: ty.into(), is_result, location, secret: false }
     }
 
     /// `(*store).Create(ctx, key string, obj, out runtime.Object, ttl uint64) error` as the ABI places it.
@@ -184,8 +253,8 @@ mod tests {
 
     #[test]
     fn create_captures_key_ttl_and_error() {
-        let wants = Wants { latency: true, events: false, args: true, stacks: false };
-        let (c, caps) = build(&plan(2), Some(&create()), wants);
+        let wants = Wants { latency: true, args: true, ..Default::default() };
+        let (c, caps) = build(&plan(2), Some(&create()), wants, None);
         assert_eq!(c.flags, CFG_TRACK | CFG_ERRORS | CFG_ARGS | CFG_EMIT);
         assert_eq!(c.err_reg, 0, "error type word in RAX");
         assert_eq!((c.str_ptr.kind, c.str_ptr.reg, c.str_len.reg), (LOC_REG, 3, 4), "key in RDI:RSI");
@@ -197,15 +266,15 @@ mod tests {
 
     #[test]
     fn count_only_and_entry_only_functions_track_nothing() {
-        let wants = Wants { latency: false, events: true, args: true, stacks: true };
-        assert_eq!(build(&plan(2), Some(&create()), wants).0, FuncConfig::default());
+        let wants = Wants { latency: false, events: true, args: true, stacks: true, unredacted_args: false };
+        assert_eq!(build(&plan(2), Some(&create()), wants, None).0, FuncConfig::default());
         let wants = Wants { latency: true, ..wants };
-        assert_eq!(build(&plan(0), Some(&create()), wants).0, FuncConfig::default(), "no RET: entry-only");
+        assert_eq!(build(&plan(0), Some(&create()), wants, None).0, FuncConfig::default(), "no RET: entry-only");
     }
 
     #[test]
     fn unknown_layout_tracks_latency_only() {
-        let (c, caps) = build(&plan(1), None, Wants { latency: true, events: false, args: true, stacks: false });
+        let (c, caps) = build(&plan(1), None, Wants { latency: true, args: true, ..Default::default() }, None);
         assert_eq!(c.flags, CFG_TRACK);
         assert_eq!(caps, Captures::default());
     }
@@ -214,8 +283,82 @@ mod tests {
     fn a_non_error_last_result_is_not_an_error() {
         let mut slots = create();
         slots.last_mut().unwrap().type_name = "bool".into();
-        let (c, caps) = build(&plan(1), Some(&slots), Wants { latency: true, ..Default::default() });
+        let (c, caps) = build(&plan(1), Some(&slots), Wants { latency: true, ..Default::default() }, None);
         assert_eq!(c.flags & CFG_ERRORS, 0);
         assert!(!caps.errors);
+    }
+
+    /// `(*cachedTokenAuthenticator).AuthenticateToken(ctx, token string)`.
+    fn authenticate_token() -> Vec<Slot> {
+        use Location::*;
+        let mut token = slot("token", "string", false, Registers(vec!["RDI", "RSI"]));
+        token.secret = true;
+        vec![
+            slot("a", "*cache.cachedTokenAuthenticator", false, Registers(vec!["RAX"])),
+            slot("ctx", "context.Context", false, Registers(vec!["RBX", "RCX"])),
+            token,
+            slot("~r0", "*authenticator.Response", true, Registers(vec!["RAX"])),
+            slot("~r1", "bool", true, Registers(vec!["RBX"])),
+            slot("~r2", "error", true, Registers(vec!["RCX", "RDI"])),
+        ]
+    }
+
+    /// The kernel learns where the token's length is and nothing about where
+    /// its bytes are: no string pointer, no scalar in RDI.
+    #[test]
+    fn a_secret_string_gives_the_kernel_its_length_only() {
+        let wants = Wants { latency: true, args: true, ..Default::default() };
+        let (c, caps) = build(&plan(1), Some(&authenticate_token()), wants, None);
+        assert_eq!(c.str_ptr, ArgLoc::default());
+        assert_eq!(c.str_len, ArgLoc::default());
+        assert_eq!((c.secret_len.kind, c.secret_len.reg), (LOC_REG, 4), "the length word in RSI");
+        assert!(c.scalars.iter().all(|s| s.kind == 0 || s.reg != 3), "RDI (the data pointer) is not read");
+        assert_eq!(caps.string, None);
+        assert_eq!(caps.secret.as_deref(), Some("token"));
+        assert_eq!(caps.scalars, ["a"]);
+        assert_ne!(c.flags & CFG_ARGS, 0);
+    }
+
+    #[test]
+    fn unredacted_args_capture_the_secret_like_any_string() {
+        let wants = Wants { latency: true, args: true, unredacted_args: true, ..Default::default() };
+        let (c, caps) = build(&plan(1), Some(&authenticate_token()), wants, None);
+        assert_eq!((c.str_ptr.reg, c.str_len.reg), (3, 4));
+        assert_eq!(c.secret_len, ArgLoc::default());
+        assert_eq!((caps.string.as_deref(), caps.secret), (Some("token"), None));
+    }
+
+    /// `Login(user, password string, pin int)`: the user name is the string
+    /// captured, the password gets the length slot, the secret integer
+    /// nothing.
+    #[test]
+    fn the_first_non_secret_string_is_captured_beside_the_secret() {
+        use Location::*;
+        let mut password = slot("password", "string", false, Registers(vec!["RCX", "RDI"]));
+        password.secret = true;
+        let mut pin = slot("pinSecret", "int", false, Registers(vec!["RSI"]));
+        pin.secret = true;
+        let slots = vec![password, slot("user", "string", false, Registers(vec!["RAX", "RBX"])), pin];
+        let (c, caps) = build(&plan(1), Some(&slots), Wants { latency: true, args: true, ..Default::default() }, None);
+        assert_eq!((caps.string.as_deref(), caps.secret.as_deref()), (Some("user"), Some("password")));
+        assert_eq!((c.str_ptr.reg, c.str_len.reg, c.secret_len.reg), (0, 1, 3));
+        assert!(caps.scalars.is_empty(), "{caps:?}");
+    }
+
+    #[test]
+    fn the_filter_argument_is_located_by_name() {
+        let wants = Wants { latency: true, ..Default::default() };
+        let (c, caps) = build(&plan(1), Some(&create()), wants, Some("key"));
+        assert_eq!(c.flags & CFG_FILTER_ARG, CFG_FILTER_ARG);
+        assert_eq!((c.filter_ptr.reg, c.filter_len.reg), (3, 4));
+        assert!(caps.filter);
+        assert_eq!(c.flags & CFG_ARGS, 0, "filtering captures nothing by itself");
+        let (c, caps) = build(&plan(1), Some(&create()), wants, Some("name"));
+        assert_eq!((c.flags & CFG_FILTER_ARG, caps.filter), (0, false));
+
+        assert_eq!(filter_arg(Some(&create()), "ttl"), FilterArg::NotString("uint64".into()));
+        assert_eq!(filter_arg(Some(&authenticate_token()), "token"), FilterArg::Secret);
+        assert_eq!(filter_arg(None, "key"), FilterArg::Absent);
+        assert_eq!(filter_arg(Some(&create()), "~r0"), FilterArg::Absent, "results are not arguments");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use analyzer::trace::{ArgValue, Call};
-use tracer_common::{CallEvent, EV_ERROR, EV_STR, STR_CAP};
+use tracer_common::{CallEvent, EV_ERROR, EV_SECRET, EV_STR, STR_CAP};
 
 use super::config::Captures;
 use crate::resolve::Function;
@@ -64,6 +64,11 @@ pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[St
         args.insert(name.clone(), ArgValue::Str(String::from_utf8_lossy(&ev.str[..n]).into_owned()));
         truncated = ev.str_len as usize > STR_CAP;
     }
+    if let Some(name) = &captures.secret
+        && ev.flags & EV_SECRET != 0
+    {
+        args.insert(name.clone(), ArgValue::Str(redacted(ev.secret_len)));
+    }
     for (name, value) in captures.scalars.iter().zip(ev.scalars) {
         args.insert(name.clone(), ArgValue::Int(value));
     }
@@ -78,6 +83,11 @@ pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[St
         truncated,
         stack: stack.to_vec(),
     }
+}
+
+/// What a secret argument reads as in a trace: its length, never its bytes.
+pub fn redacted(len: u32) -> String {
+    format!("<redacted {len} bytes>")
 }
 
 /// `CLOCK_MONOTONIC` now, in ns: the clock `bpf_ktime_get_ns` reads.
@@ -134,7 +144,7 @@ mod tests {
             stack_id: 3,
             scalars: [7, 0, 0, 0],
             str_len: 7,
-            _pad: 0,
+            secret_len: 0,
             str,
         }
     }
@@ -142,7 +152,8 @@ mod tests {
     #[test]
     fn converts_arguments_errors_and_stacks() {
         let sym = Symbolizer::new(&[f("main.b", 0x3000, 0x3100), f("main.a", 0x2000, 0x2100)], 0);
-        let caps = Captures { string: Some("key".into()), scalars: vec!["ttl".into()], errors: true };
+        let caps =
+            Captures { string: Some("key".into()), scalars: vec!["ttl".into()], errors: true, ..Default::default() };
         let stack = symbolize(event().caller, &[0x1009, 0x3050, 0x9999], &sym);
         let call = to_call(&event(), &caps, 1_000, &stack);
         assert_eq!(call.start_ns, 4_000);
@@ -166,6 +177,22 @@ mod tests {
             ArgValue::Str(s) => assert_eq!(s.len(), STR_CAP),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A secret reads as its length; the event's string bytes (the captured
+    /// non-secret string) are unaffected.
+    #[test]
+    fn a_secret_reads_as_a_redaction_marker() {
+        let mut ev = event();
+        ev.flags |= EV_SECRET;
+        ev.secret_len = 64;
+        let caps = Captures { string: Some("user".into()), secret: Some("token".into()), ..Default::default() };
+        let call = to_call(&ev, &caps, 0, &[]);
+        assert_eq!(call.args["token"], ArgValue::Str("<redacted 64 bytes>".into()));
+        assert_eq!(call.args["user"], ArgValue::Str("/reg/ns".into()));
+        // Without the flag the kernel did not read it: nothing is made up.
+        let call = to_call(&event(), &caps, 0, &[]);
+        assert!(!call.args.contains_key("token"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod calibrate;
 pub mod config;
 pub mod events;
+pub mod filter;
 pub mod privileges;
 
 use std::{num::NonZeroU32, path::PathBuf};
@@ -23,7 +24,7 @@ use aya::{
     },
 };
 use tracer_common::{
-    CFG_TRACK, CallEvent, Cookie, FuncConfig, FuncCounters, GlobalConfig, GlobalStats, MAX_FUNCS, SiteKind,
+    CFG_TRACK, CallEvent, Cookie, Filter, FuncConfig, FuncCounters, GlobalConfig, GlobalStats, MAX_FUNCS, SiteKind,
     hist::BUCKETS,
 };
 
@@ -82,6 +83,9 @@ pub struct Options {
     /// Load the bare counting program instead of ktrace's (the cost
     /// benchmark's floor): it counts hits and does nothing else.
     pub bare: bool,
+    /// The `--filter` pattern; the functions with its argument say so in
+    /// their configs (`CFG_FILTER_ARG`).
+    pub filter: Option<Filter>,
 }
 
 /// One function of the session.
@@ -162,6 +166,13 @@ impl Session {
         global
             .set(0, GlobalConfig { sample_mask: 0, goid_offset: goid_offset.unwrap_or(0) }, 0)
             .map_err(map_err("CONFIG"))?;
+        // Set before any probe is attached, so no call is counted unfiltered.
+        if let Some(filter) = options.filter {
+            let mut map: Array<_, Filter> =
+                Array::try_from(ebpf.map_mut("FILTER").ok_or(AttachError::Missing("FILTER map"))?)
+                    .map_err(map_err("FILTER"))?;
+            map.set(0, filter, 0).map_err(map_err("FILTER"))?;
+        }
 
         let program_name = if options.bare { BARE_PROGRAM } else { PROGRAM };
         let program: &mut UProbe = ebpf
@@ -254,6 +265,7 @@ impl Session {
                 c.max_ns = c.max_ns.max(v.max_ns);
                 c.unmatched_returns += v.unmatched_returns;
                 c.depth_overflows += v.depth_overflows;
+                c.filtered += v.filtered;
             }
             let mut hist = Histogram { counts: vec![0; BUCKETS as usize], sum: c.sum_ns, max: c.max_ns };
             for per_cpu in hists.get(&(id as u32), 0).map_err(map_err("HIST"))?.iter() {

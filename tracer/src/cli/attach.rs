@@ -23,12 +23,13 @@ use super::{TargetArgs, live};
 use crate::{
     attach::{
         FunctionCounts, Options, Session, calibrate,
-        config::{self, Captures, Wants},
+        config::{self, Captures, FilterArg, Wants},
         events::{self, Symbolizer},
+        filter::FilterSpec,
         privileges,
     },
     error::Error,
-    plan::{Planner, ProbePlan, abi, amd64, signatures},
+    plan::{Planner, ProbePlan, Target, abi, abi::Slot, amd64, secrets, signatures},
     resolve::Function,
     spec,
 };
@@ -46,7 +47,11 @@ Examples:
   ktrace attach --pid 4242 --funcs storage,authn --output req.trace --duration 30s \
       --pprof https://127.0.0.1:6443/debug/pprof/profile --kubeconfig ~/.kube/config
   # Delve breakpoint locations work unchanged
-  ktrace attach --pid 4242 --funcs 'staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create'";
+  ktrace attach --pid 4242 --funcs 'staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create'
+  # only the storage calls for one namespace's configmaps, and what runs inside them (decided in the kernel)
+  ktrace attach --pid 4242 --funcs storage --filter 'key=/registry/configmaps/my-ns/*' --args --output ns.trace
+  # secret arguments (tokens, passwords) are recorded as <redacted N bytes>; this captures them in the clear
+  ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace";
 
 /// A function called more often than this per second is detached unless
 /// --max-rate says otherwise: at ~20 µs per single-stepped RET hit, 20 000
@@ -70,9 +75,17 @@ pub struct AttachArgs {
     /// Entry probes only: exact counts and rates, no latency or errors (cheapest)
     #[arg(long)]
     count_only: bool,
-    /// Capture arguments (the first string, e.g. the etcd key, and up to 4 integers/pointers)
+    /// Capture arguments (the first non-secret string, e.g. the etcd key, and up to 4 integers/pointers);
+    /// a secret argument (token, password, ...) is recorded as <redacted N bytes>, its bytes never read
     #[arg(long)]
     args: bool,
+    /// Capture secret arguments (tokens, passwords, ...) in the clear, like any other
+    #[arg(long, requires = "args")]
+    unredacted_args: bool,
+    /// Keep only calls whose string argument ARG matches PATTERN (exact, or a prefix when it ends in *),
+    /// and calls nested inside them on the same goroutine; decided in the kernel, so counts are exact
+    #[arg(long, value_name = "ARG=PATTERN", conflicts_with = "count_only")]
+    filter: Option<String>,
     /// Record each call's caller stack (Go frame pointers)
     #[arg(long)]
     stacks: bool,
@@ -104,6 +117,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     if args.max_overhead.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
         return Err(Error::Input("--max-overhead must be a percentage in (0, 100]".into()));
     }
+    let filter = args.filter.as_deref().map(FilterSpec::parse).transpose().map_err(Error::Input)?;
     let pprof = match &args.pprof {
         None => None,
         Some(url) => {
@@ -128,23 +142,44 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         events: args.output.is_some() || args.args || args.stacks,
         args: args.args,
         stacks: args.stacks,
+        unredacted_args: args.unredacted_args,
     };
     let dwarf = binary.dwarf()?;
-    let (configs, captures): (Vec<_>, Vec<_>) = plans
+    // DWARF types when the binary has them; else the table of known
+    // kube-apiserver signatures (release builds are stripped).
+    let layouts: Vec<Option<Vec<Slot>>> = plans
         .iter()
         .map(|p| {
-            // DWARF types when the binary has them; else the table of known
-            // kube-apiserver signatures (release builds are stripped).
-            let slots = dwarf
+            let mut slots = dwarf
                 .as_ref()
                 .and_then(|d| d.params(&p.function.name))
                 .map(|params| {
                     let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
                     abi::layout(&params, &amd64::REGISTERS)
                 })
-                .or_else(|| signatures::known(&p.function.name));
-            config::build(p, slots.as_deref(), wants)
+                .or_else(|| signatures::known(&p.function.name))?;
+            secrets::mark(&p.function.name, &mut slots);
+            Some(slots)
         })
+        .collect();
+    if let Some(f) = &filter {
+        let found: Vec<FilterArg> = plans
+            .iter()
+            .zip(&layouts)
+            .map(|(p, l)| match p.target {
+                Target::Function => config::filter_arg(l.as_deref(), &f.arg),
+                _ => FilterArg::Absent,
+            })
+            .collect();
+        let labels: Vec<String> = plans.iter().map(ProbePlan::label).collect();
+        for warning in f.check(labels.iter().map(String::as_str).zip(&found)).map_err(Error::Input)? {
+            eprintln!("ktrace: warning: {warning}");
+        }
+    }
+    let (configs, captures): (Vec<_>, Vec<_>) = plans
+        .iter()
+        .zip(&layouts)
+        .map(|(p, slots)| config::build(p, slots.as_deref(), wants, filter.as_ref().map(|f| f.arg.as_str())))
         .unzip();
     let goexit = goexit_plan(binary, functions);
 
@@ -165,7 +200,8 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
 
     let mono_start = events::monotonic_ns();
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let options = Options { count_only: args.count_only, bare: args.bare };
+    let options =
+        Options { count_only: args.count_only, bare: args.bare, filter: filter.as_ref().map(FilterSpec::to_kernel) };
     let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
     let started = Instant::now();
     let who = pid.map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
@@ -178,6 +214,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         plans.len(),
         session.single_stepped
     );
+    report_args_and_filter(args, filter.as_ref(), plans, &captures);
     if let Some(c) = cost {
         eprintln!(
             "ktrace: per-hit cost on this host: {:.2} µs emulated, {:.2} µs single-stepped",
@@ -247,6 +284,10 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
             stats.goexit_cleanups
         );
     }
+    let filtered: u64 = counts.iter().map(|c| c.counters.filtered).sum();
+    if let Some(f) = &filter {
+        eprintln!("ktrace: --filter {}: {filtered} calls left out; every count is of kept calls", f.text());
+    }
     if stats.dropped + stats.sampled_out > 0 {
         eprintln!(
             "ktrace: call events: {} recorded, {} sampled out under load, {} dropped (ring buffer full); counts and histograms are exact",
@@ -284,6 +325,41 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Says on stderr what happens to secret arguments and which functions
+/// `--filter` decides by value. Names only: never a value.
+fn report_args_and_filter(args: &AttachArgs, filter: Option<&FilterSpec>, plans: &[ProbePlan], captures: &[Captures]) {
+    if args.unredacted_args {
+        eprintln!(
+            "ktrace: warning: --unredacted-args: secret arguments (tokens, passwords, keys) are captured in the clear{}",
+            if args.output.is_some() { " and written to the trace file" } else { "" }
+        );
+    } else if args.args {
+        let secrets: Vec<String> = plans
+            .iter()
+            .zip(captures)
+            .filter_map(|(p, c)| c.secret.as_ref().map(|s| format!("{s} of {}", p.label())))
+            .collect();
+        if !secrets.is_empty() {
+            eprintln!(
+                "ktrace: {} secret argument{} recorded as <redacted N bytes>, never read: {}",
+                secrets.len(),
+                if secrets.len() == 1 { "" } else { "s" },
+                secrets.join(", ")
+            );
+        }
+    }
+    if let Some(f) = filter {
+        let with = captures.iter().filter(|c| c.filter).count();
+        eprintln!(
+            "ktrace: --filter {}: {with} of {} functions have `{}` and keep a call when it matches; the others keep \
+             calls nested inside a kept call on the same goroutine",
+            f.text(),
+            plans.len(),
+            f.arg
+        );
+    }
+}
+
 /// `runtime.goexit1`, where a dying goroutine's abandoned calls are dropped.
 fn goexit_plan(binary: &crate::resolve::Binary, functions: &[Function]) -> Option<ProbePlan> {
     let f = functions.iter().find(|f| f.name == "runtime.goexit1")?;
@@ -318,6 +394,8 @@ fn open_trace(
         build_id: binary.build_id(),
         go_version: binary.build_info().map(|b| b.go_version.clone()),
         start_unix_ns,
+        unredacted_args: Some(args.unredacted_args),
+        filter: args.filter.as_deref().and_then(|f| FilterSpec::parse(f).ok()).map(|f| f.text()),
         functions: plans
             .iter()
             .zip(groups)
@@ -331,7 +409,8 @@ fn open_trace(
             })
             .collect(),
     };
-    let file = File::create(path)
+    // Private: a trace holds etcd keys and the shape of the server's traffic.
+    let file = analyzer::files::create_private(path)
         .map_err(|e| Error::Input(format!("cannot create the trace file {}: {e}", path.display())))?;
     Ok(TraceWriter::new(BufWriter::new(file), &header)?)
 }

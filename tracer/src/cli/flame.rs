@@ -141,7 +141,7 @@ fn fold(p: &Profile, sample_type: Option<&str>, what: &str) -> Result<(Folded, S
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    std::fs::write(path, bytes).map_err(|e| input(format!("writing {}: {e}", path.display())))
+    analyzer::files::write_private(path, bytes).map_err(|e| input(format!("writing {}: {e}", path.display())))
 }
 
 pub fn run(args: &FlameArgs) -> Result<(), Error> {

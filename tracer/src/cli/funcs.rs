@@ -12,7 +12,7 @@ use crate::{
     plan::{
         EntryKind, PlanError, ProbePlan, Target,
         abi::{self, Location, Slot},
-        arch, sites,
+        arch, secrets, sites,
     },
     resolve::{Binary, Function, InlinedCall, Source},
     spec,
@@ -95,7 +95,9 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
             }
             let params = dwarf.as_ref()?.params(&p.function.name)?;
             let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
-            Some(abi::layout(&params, registers))
+            let mut slots = abi::layout(&params, registers);
+            secrets::mark(&p.function.name, &mut slots);
+            Some(slots)
         })
         .collect();
     let calls = if plans.iter().any(|p| p.target == Target::Function) { binary.inlined_calls()? } else { Vec::new() };
@@ -176,7 +178,8 @@ fn to_json<'a>(
     doc
 }
 
-/// `key=RDI:RSI ttl=stack+0 ~r0=RAX:RBX`, or `-` without types.
+/// `key=RDI:RSI ttl=stack+0 ~r0=RAX:RBX` (`token=RDI:RSI(secret)` for a
+/// secret), or `-` without types.
 fn args_text(args: &Option<Vec<Slot>>) -> String {
     let Some(slots) = args else { return "-".into() };
     slots
@@ -187,7 +190,9 @@ fn args_text(args: &Option<Vec<Slot>>) -> String {
                 Location::Stack(off) => format!("stack+{off}"),
                 Location::Unknown => "?".into(),
             };
-            format!("{}={at}", s.name)
+            // `attach --args` records a secret as its length only.
+            let secret = if s.secret { "(secret)" } else { "" };
+            format!("{}={at}{secret}", s.name)
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -36,6 +36,9 @@ pub struct Slot {
     pub is_result: bool,
     /// Where it lives.
     pub location: Location,
+    /// A credential (see [`super::secrets`]): `attach` never copies its bytes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 /// One register-sized piece of a value.
@@ -157,7 +160,13 @@ pub fn layout(params: &[Param], regs: &Registers) -> Vec<Slot> {
                     Location::Stack(at)
                 }
             };
-            slots.push(Slot { name: p.name.clone(), type_name: p.type_name.clone(), is_result, location });
+            slots.push(Slot {
+                name: p.name.clone(),
+                type_name: p.type_name.clone(),
+                is_result,
+                location,
+                secret: false,
+            });
         }
     }
     slots

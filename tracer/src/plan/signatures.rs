@@ -16,6 +16,8 @@ struct Signature {
     suffix: &'static str,
     params: &'static [(&'static str, &'static str, &'static [&'static str])],
     results: &'static [(&'static str, &'static str, &'static [&'static str])],
+    /// Parameters that hold credentials: `attach` never copies their bytes.
+    secrets: &'static [&'static str],
 }
 
 /// `(s *store, ctx context.Context, key string, …) error`: the receiver
@@ -28,11 +30,16 @@ const AUTHN_RESULTS: &[(&str, &str, &[&str])] =
     &[("~r0", "*authenticator.Response", &["RAX"]), ("~r1", "bool", &["RBX"]), ("~r2", "error", &["RCX", "RDI"])];
 
 const TABLE: &[Signature] = &[
-    Signature { suffix: "storage/etcd3.(*store).Create", params: STORE_PARAMS, results: ERROR_ONLY },
-    Signature { suffix: "storage/etcd3.(*store).Get", params: STORE_PARAMS, results: ERROR_ONLY },
-    Signature { suffix: "storage/etcd3.(*store).GetList", params: STORE_PARAMS, results: ERROR_ONLY },
-    Signature { suffix: "storage/etcd3.(*store).GuaranteedUpdate", params: STORE_PARAMS, results: ERROR_ONLY },
-    Signature { suffix: "storage/etcd3.(*store).Delete", params: STORE_PARAMS, results: ERROR_ONLY },
+    Signature { suffix: "storage/etcd3.(*store).Create", params: STORE_PARAMS, results: ERROR_ONLY, secrets: &[] },
+    Signature { suffix: "storage/etcd3.(*store).Get", params: STORE_PARAMS, results: ERROR_ONLY, secrets: &[] },
+    Signature { suffix: "storage/etcd3.(*store).GetList", params: STORE_PARAMS, results: ERROR_ONLY, secrets: &[] },
+    Signature {
+        suffix: "storage/etcd3.(*store).GuaranteedUpdate",
+        params: STORE_PARAMS,
+        results: ERROR_ONLY,
+        secrets: &[],
+    },
+    Signature { suffix: "storage/etcd3.(*store).Delete", params: STORE_PARAMS, results: ERROR_ONLY, secrets: &[] },
     Signature {
         suffix: "authentication/token/cache.(*cachedTokenAuthenticator).AuthenticateToken",
         params: &[
@@ -41,16 +48,29 @@ const TABLE: &[Signature] = &[
             ("token", "string", &["RDI", "RSI"]),
         ],
         results: AUTHN_RESULTS,
+        secrets: &["token"],
+    },
+    Signature {
+        suffix: "authentication/token/tokenfile.(*TokenAuthenticator).AuthenticateToken",
+        params: &[
+            ("a", "*tokenfile.TokenAuthenticator", &["RAX"]),
+            ("ctx", "context.Context", &["RBX", "RCX"]),
+            ("value", "string", &["RDI", "RSI"]),
+        ],
+        results: AUTHN_RESULTS,
+        secrets: &["value"],
     },
     Signature {
         suffix: "authentication/request/bearertoken.(*Authenticator).AuthenticateRequest",
         params: &[("a", "*bearertoken.Authenticator", &["RAX"]), ("req", "*http.Request", &["RBX"])],
         results: AUTHN_RESULTS,
+        secrets: &[],
     },
     Signature {
         suffix: "authentication/request/union.(*unionAuthRequestHandler).AuthenticateRequest",
         params: &[("authHandler", "*union.unionAuthRequestHandler", &["RAX"]), ("req", "*http.Request", &["RBX"])],
         results: AUTHN_RESULTS,
+        secrets: &[],
     },
 ];
 
@@ -66,6 +86,7 @@ pub fn known(symbol: &str) -> Option<Vec<Slot>> {
             type_name: ty.into(),
             is_result,
             location: Location::Registers(regs.to_vec()),
+            secret: !is_result && sig.secrets.contains(&name),
         }
     };
     Some(sig.params.iter().map(slot(false)).chain(sig.results.iter().map(slot(true))).collect())
@@ -83,6 +104,24 @@ mod tests {
             assert_eq!(key.location, Location::Registers(vec!["RDI", "RSI"]));
             let err = slots.iter().rfind(|s| s.is_result).unwrap();
             assert_eq!((err.type_name.as_str(), &err.location), ("error", &Location::Registers(vec!["RAX", "RBX"])));
+        }
+    }
+
+    /// The token parameters are marked, so a stripped build redacts them too;
+    /// the etcd key is not.
+    #[test]
+    fn token_parameters_are_secret() {
+        let secret = |symbol: &str| -> Vec<String> {
+            known(symbol).unwrap().into_iter().filter(|s| s.secret).map(|s| s.name).collect()
+        };
+        let a = "k8s.io/apiserver/pkg/authentication/token/";
+        assert_eq!(secret(&format!("{a}cache.(*cachedTokenAuthenticator).AuthenticateToken")), ["token"]);
+        assert_eq!(secret(&format!("{a}tokenfile.(*TokenAuthenticator).AuthenticateToken")), ["value"]);
+        assert!(secret("k8s.io/apiserver/pkg/storage/etcd3.(*store).Create").is_empty());
+        for sig in TABLE {
+            for name in sig.secrets {
+                assert!(sig.params.iter().any(|p| p.0 == *name && p.1 == "string"), "{}: {name}", sig.suffix);
+            }
         }
     }
 

@@ -63,13 +63,19 @@ impl Trace {
     /// Stops the trace with SIGINT, as Ctrl-C would, and parses its summary;
     /// also returns what ktrace printed on stderr after its probes were placed.
     pub fn finish(self) -> (Summary, Vec<String>) {
+        let (stdout, stderr) = self.finish_raw();
+        let summary = serde_json::from_slice(&stdout).expect("ktrace --json prints a summary document");
+        (summary, stderr)
+    }
+
+    /// Like [`Trace::finish`], but returns stdout as ktrace wrote it.
+    pub fn finish_raw(self) -> (Vec<u8>, Vec<String>) {
         // SAFETY: kill(2) on our own child's PID.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let out = self.child.wait_with_output().expect("wait for ktrace");
         let stderr: Vec<String> = self.stderr.iter().collect();
         assert!(out.status.success(), "ktrace failed: {:?}; stderr: {stderr:?}", out.status);
-        let summary = serde_json::from_slice(&out.stdout).expect("ktrace --json prints a summary document");
-        (summary, stderr)
+        (out.stdout, stderr)
     }
 }
 

@@ -30,7 +30,8 @@ use crate::{
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often the table, the rate limit and the overhead budget are checked.
 const TICK_EVERY: Duration = Duration::from_secs(1);
-static NO_CAPTURES: Captures = Captures { string: None, scalars: Vec::new(), errors: false };
+static NO_CAPTURES: Captures =
+    Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false };
 
 /// How long one drain may take before the loop checks its timers again.
 const DRAIN_BUDGET: Duration = Duration::from_millis(30);
@@ -197,7 +198,10 @@ impl Loop<'_> {
         if let (Some(budget), Some(cost)) = (args.max_overhead, self.cost) {
             let mut estimate = overhead.unwrap_or(0.0);
             // The costliest RET probes go first; their functions keep exact counts.
-            let mut by_cost: Vec<usize> = (0..counts.len()).filter(|&i| self.session.has_returns(i as u32)).collect();
+            // A function with the --filter argument keeps its RET probes: they
+            // end the kept calls whose nested calls are kept too.
+            let mut by_cost: Vec<usize> =
+                (0..counts.len()).filter(|&i| self.session.has_returns(i as u32) && !self.captures[i].filter).collect();
             by_cost
                 .sort_by(|&a, &b| self.ret_cost(&cost, b, &ret_rates).total_cmp(&self.ret_cost(&cost, a, &ret_rates)));
             for i in by_cost {
