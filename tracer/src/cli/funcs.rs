@@ -22,6 +22,10 @@ pub const EXAMPLES: &str = "\
 Examples:
   ktrace funcs --pid $(pgrep kube-apiserver) --funcs 'k8s.io/apiserver/pkg/storage/etcd3.(*store).Create'
   ktrace funcs --binary ./kube-apiserver --funcs '*etcd3.(*store).*' --json
+  # exactly one method: the `*` right after `(` is the receiver's, not a wildcard
+  ktrace funcs --binary /usr/bin/etcd --funcs 'go.etcd.io/etcd/etcdserver.(*EtcdServer).Put'
+  # every generic instantiation, named without its [type arguments]
+  ktrace funcs --binary ./kube-apiserver --funcs 'k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator).AuthenticateToken'
   ktrace funcs --binary ./kube-apiserver --funcs staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:52";
 
 #[derive(Debug, Args)]
@@ -30,6 +34,13 @@ pub struct FuncsArgs {
     target: TargetArgs,
     /// Comma-separated presets (authn, authz, admission, handlers, registry, cacher, storage, all),
     /// Go symbols with `*` globs, or Delve locations (path/file.go:Func, path/file.go:LINE)
+    ///
+    /// In a Go symbol, a `*` right after `(` is the pointer receiver's star: `pkg.(*T).M` names
+    /// exactly that method. Every other `*` matches any run of characters: `pkg.(*Etcd*).Put`
+    /// globs receivers starting with `Etcd`, `*etcd3.(*store).Get` globs the package. A symbol
+    /// with no wildcard left compares by equality. Generic instantiations also match without
+    /// their type arguments: `pkg.(*T).M` selects `pkg.(*T[go.shape.…]).M`. File paths match by
+    /// whole-component suffix, with or without `staging/src/` and module versions (`@v0.36.3`).
     #[arg(long, value_name = "SPEC")]
     funcs: String,
     /// Print a JSON array instead of a table
