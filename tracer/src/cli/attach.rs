@@ -105,6 +105,10 @@ pub struct AttachArgs {
     /// Credentials for --pprof (default: $KUBECONFIG, else ~/.kube/config)
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// An unstripped build of the same source as a stripped target, for argument types (DWARF);
+    /// refused unless it holds the same code at the same addresses for every traced function
+    #[arg(long, value_name = "FILE")]
+    symbols: Option<PathBuf>,
     /// Benchmarks only: load a bare counting program on the same sites instead of ktrace's
     #[arg(long, hide = true)]
     bare: bool,
@@ -133,7 +137,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         }
     };
     privileges::check()?;
-    let planned = args.target.plan_all(&args.funcs)?;
+    let planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
     let (binary, plans, functions) = (&planned.binary, &planned.plans, &planned.functions);
     let pid = args.target.pid;
 
@@ -144,15 +148,13 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         stacks: args.stacks,
         unredacted_args: args.unredacted_args,
     };
-    let dwarf = binary.dwarf()?;
-    // DWARF types when the binary has them; else the table of known
-    // kube-apiserver signatures (release builds are stripped).
+    // DWARF types when the binary (or --symbols) has them; else the table
+    // of known kube-apiserver signatures (release builds are stripped).
     let layouts: Vec<Option<Vec<Slot>>> = plans
         .iter()
         .map(|p| {
-            let mut slots = dwarf
-                .as_ref()
-                .and_then(|d| d.params(&p.function.name))
+            let mut slots = planned
+                .params(&p.function)
                 .map(|params| {
                     let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
                     abi::layout(&params, &amd64::REGISTERS)

@@ -1,7 +1,7 @@
 //! `ktrace funcs`: resolve a spec and show each function's probe plan, the
 //! sites of `file.go:LINE` locations, and where each function was inlined.
 
-use std::{collections::HashMap, io::Write};
+use std::{collections::HashMap, io::Write, path::PathBuf};
 
 use clap::Args;
 use serde::Serialize;
@@ -14,15 +14,20 @@ use crate::{
         abi::{self, Location, Slot},
         arch, secrets, sites,
     },
-    resolve::{Binary, Function, InlinedCall, Source},
-    spec,
+    resolve::{Function, InlinedCall, Source},
 };
 
 pub const EXAMPLES: &str = "\
 Examples:
   ktrace funcs --pid $(pgrep kube-apiserver) --funcs 'k8s.io/apiserver/pkg/storage/etcd3.(*store).Create'
   ktrace funcs --binary ./kube-apiserver --funcs '*etcd3.(*store).*' --json
-  ktrace funcs --binary ./kube-apiserver --funcs staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:52";
+  # exactly one method: the `*` right after `(` is the receiver's, not a wildcard
+  ktrace funcs --binary /usr/bin/etcd --funcs 'go.etcd.io/etcd/etcdserver.(*EtcdServer).Put'
+  # every generic instantiation, named without its [type arguments]
+  ktrace funcs --binary ./kube-apiserver --funcs 'k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator).AuthenticateToken'
+  ktrace funcs --binary ./kube-apiserver --funcs staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:52
+  # a stripped release binary, with argument layouts from an unstripped build of the same source
+  ktrace funcs --binary ./kube-apiserver --symbols ./kube-apiserver.unstripped --funcs storage --json";
 
 #[derive(Debug, Args)]
 pub struct FuncsArgs {
@@ -30,11 +35,23 @@ pub struct FuncsArgs {
     target: TargetArgs,
     /// Comma-separated presets (authn, authz, admission, handlers, registry, cacher, storage, all),
     /// Go symbols with `*` globs, or Delve locations (path/file.go:Func, path/file.go:LINE)
+    ///
+    /// In a Go symbol, a `*` right after `(` is the pointer receiver's star: `pkg.(*T).M` names
+    /// exactly that method. Every other `*` matches any run of characters: `pkg.(*Etcd*).Put`
+    /// globs receivers starting with `Etcd`, `*etcd3.(*store).Get` globs the package. A symbol
+    /// with no wildcard left compares by equality. Generic instantiations also match without
+    /// their type arguments: `pkg.(*T).M` selects `pkg.(*T[go.shape.…]).M`. File paths match by
+    /// whole-component suffix, with or without `staging/src/` and module versions (`@v0.36.3`).
     #[arg(long, value_name = "SPEC")]
     funcs: String,
     /// Print a JSON array instead of a table
     #[arg(long)]
     json: bool,
+    /// An unstripped build of the same source as a stripped target: its DWARF gives argument
+    /// layouts, after checking it holds the same code at the same addresses for every
+    /// function listed (else exit 3)
+    #[arg(long, value_name = "FILE")]
+    symbols: Option<PathBuf>,
 }
 
 /// One element of `funcs --json` (the CLI contract in docs/design.md).
@@ -75,17 +92,16 @@ struct InlinedJson {
 }
 
 pub fn run(args: &FuncsArgs) -> Result<(), Error> {
-    let binary = Binary::open(&args.target.path()?)?;
-    binary.check_go()?;
-    let functions = binary.functions()?;
-    let items = spec::parse(&args.funcs)?;
-    let plans = sites::plan_items(&binary, &functions, &items).map_err(|e| match e {
+    let planned = args.target.plan_all(&args.funcs, args.symbols.as_deref()).map_err(|e| match e {
         // Another CPU is bad input for this tool, like a non-Go binary.
-        Error::Plan(e @ PlanError::UnsupportedArch(_)) => Error::Input(format!("{}: {e}", binary.path().display())),
+        Error::Plan(e @ PlanError::UnsupportedArch(_)) => match args.target.path() {
+            Ok(path) => Error::Input(format!("{}: {e}", path.display())),
+            Err(other) => other,
+        },
         other => other,
     })?;
-    // Types come from DWARF only; stripped release builds have none.
-    let dwarf = binary.dwarf()?;
+    let (binary, functions, plans) = (&planned.binary, &planned.functions, &planned.plans);
+    // Types come from DWARF only: the binary's, or the --symbols file's.
     let registers = arch::for_machine(binary.machine()).registers();
     let layouts: Vec<Option<Vec<Slot>>> = plans
         .iter()
@@ -93,7 +109,7 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
             if p.target != Target::Function {
                 return None;
             }
-            let params = dwarf.as_ref()?.params(&p.function.name)?;
+            let params = planned.params(&p.function)?;
             let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
             let mut slots = abi::layout(&params, registers);
             secrets::mark(&p.function.name, &mut slots);

@@ -7,11 +7,19 @@ mod flame;
 mod funcs;
 mod live;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{error::Error, plan::ProbePlan, resolve::Binary, spec};
+use crate::{
+    error::Error,
+    plan::ProbePlan,
+    resolve::{Binary, Dwarf, Function, Param, SymbolsFile},
+    spec,
+};
 
 /// Trace a running kube-apiserver (or any Go >= 1.17 program) without stopping it.
 #[derive(Debug, Parser)]
@@ -62,25 +70,54 @@ impl TargetArgs {
     }
 
     /// Opens the binary, checks it is a Go program new enough to trace, and
-    /// plans probe sites for every function `spec` selects.
-    /// Opens the binary, checks it is a Go program new enough to trace, and
     /// plans probe sites for every function, line and inlined copy `spec`
     /// selects; also returns every function of the binary (to symbolize
-    /// stacks).
-    fn plan_all(&self, spec: &str) -> Result<Planned, Error> {
+    /// stacks) and where argument types come from: the binary's own DWARF,
+    /// or `symbols` (an unstripped build of the same source, checked to
+    /// hold the same code for every probed function).
+    fn plan_all(&self, spec: &str, symbols: Option<&Path>) -> Result<Planned, Error> {
         let binary = Binary::open(&self.path()?)?;
         binary.check_go()?;
         let functions = binary.functions()?;
         let plans = crate::plan::sites::plan_items(&binary, &functions, &spec::parse(spec)?)?;
-        Ok(Planned { binary, functions, plans })
+        let types = match symbols {
+            None => Types::Own(binary.dwarf()?),
+            Some(path) => {
+                let file = SymbolsFile::open(path)?;
+                let probed: Vec<&Function> = plans.iter().map(|p| &p.function).collect();
+                file.verify(&binary, &probed)?;
+                Types::Symbols(Box::new(file))
+            }
+        };
+        Ok(Planned { binary, functions, plans, types })
     }
 }
 
-/// A binary, its functions, and the probe plans a spec selected.
+/// Where argument and result types come from.
+enum Types {
+    /// The target's own DWARF, if it has any.
+    Own(Option<Dwarf>),
+    /// The DWARF of a `--symbols` file verified against the target.
+    Symbols(Box<SymbolsFile>),
+}
+
+/// A binary, its functions, the probe plans a spec selected, and their
+/// argument types.
 struct Planned {
     binary: Binary,
-    functions: Vec<crate::resolve::Function>,
+    functions: Vec<Function>,
     plans: Vec<ProbePlan>,
+    types: Types,
+}
+
+impl Planned {
+    /// Parameters then results of `f`, when DWARF describes it.
+    fn params(&self, f: &Function) -> Option<&[Param]> {
+        match &self.types {
+            Types::Own(dwarf) => dwarf.as_ref()?.params(&f.name),
+            Types::Symbols(file) => file.params(f),
+        }
+    }
 }
 
 /// Parses the command line, runs the command and returns the exit code.

@@ -112,7 +112,44 @@ pub fn with_implicit_receiver(symbol: &str, file: Option<&str>, params: &[Param]
         });
     }
     out.extend_from_slice(params);
+    if let Some(at) = dictionary_slot(symbol).filter(|&at| at <= out.len()) {
+        out.insert(
+            at,
+            Param {
+                name: ".dict".into(),
+                type_name: "*uintptr".into(),
+                size: 8,
+                is_result: false,
+                kind: TypeKind::Pointer,
+            },
+        );
+    }
     out
+}
+
+/// Where a generic shape function takes its dictionary, which its DWARF
+/// leaves out: right after the receiver for a method, first for a function
+/// (verified with `go tool objdump` on kube-apiserver 1.36: the concrete
+/// wrapper of `(*jwtTokenAuthenticator[…]).AuthenticateToken` keeps the
+/// receiver in RAX, loads the dictionary into RBX and shifts the rest).
+/// `None` when `symbol` is not a shape instantiation, or is a closure
+/// inside one (closures reach the dictionary through their context).
+fn dictionary_slot(symbol: &str) -> Option<usize> {
+    let open = symbol.find('[')?;
+    if !symbol[open + 1..].starts_with("go.shape.") {
+        return None;
+    }
+    let bare = crate::spec::strip_type_args(symbol)?;
+    let tail = &bare[bare.rfind('/').map_or(0, |i| i + 1)..];
+    let local = tail.split_once('.').map_or(tail, |(_, l)| l);
+    let last = local.rsplit('.').next().unwrap_or(local);
+    let generated = ["func", "gowrap", "deferwrap"]
+        .iter()
+        .any(|p| last.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())));
+    if generated {
+        return None;
+    }
+    Some(usize::from(local.contains('.')))
 }
 
 /// Places every parameter (arguments, then results) per the register ABI.
@@ -247,6 +284,26 @@ mod tests {
         assert_eq!(l[2], ("a".into(), r(&["RDI", "RSI"])));
         // A real method already lists its receiver; nothing is added.
         assert_eq!(with_implicit_receiver(sym, Some("union.go"), &params).len(), 2);
+    }
+
+    #[test]
+    fn shape_functions_take_their_dictionary() {
+        let p = |name: &str| Param {
+            name: name.into(),
+            type_name: String::new(),
+            size: 8,
+            is_result: false,
+            kind: TypeKind::Pointer,
+        };
+        let names = |sym: &str| -> Vec<String> {
+            with_implicit_receiver(sym, Some("jwt.go"), &[p("j"), p("ctx")]).into_iter().map(|p| p.name).collect()
+        };
+        let method = r#"k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator[go.shape.struct { K k8s.io/x.k "json:\"a/b.c\"" }]).AuthenticateToken"#;
+        assert_eq!(names(method), ["j", ".dict", "ctx"]);
+        assert_eq!(names("slices.Sort[go.shape.int]"), [".dict", "j", "ctx"]);
+        assert_eq!(names("p.F[go.shape.int].func1"), ["j", "ctx"]);
+        assert_eq!(names("p.(*T[p.Concrete]).M"), ["j", "ctx"]);
+        assert_eq!(names("p.(*T).M"), ["j", "ctx"]);
     }
 
     #[test]

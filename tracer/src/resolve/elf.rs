@@ -37,6 +37,7 @@ pub struct Binary {
     pclntab: Option<Range<usize>>,
     build_info: Option<GoBuildInfo>,
     build_id: Option<String>,
+    go_build_id: Option<String>,
     machine: Machine,
 }
 
@@ -154,7 +155,7 @@ impl Binary {
 
     fn build(path: PathBuf, data: Bytes) -> Result<Binary, ResolveError> {
         let not_elf = |reason: String| ResolveError::NotElf { path: path.clone(), reason };
-        let (segments, sections, build_id, machine) = parse_headers(&data).map_err(|e| match e {
+        let (segments, sections, (build_id, go_build_id), machine) = parse_headers(&data).map_err(|e| match e {
             HeaderError::NotElf(reason) => not_elf(reason),
             HeaderError::Arch(arch) => ResolveError::UnsupportedArch { path: path.clone(), arch },
         })?;
@@ -163,7 +164,8 @@ impl Binary {
                 return Err(not_elf(format!("truncated: PT_LOAD segment {i} extends past the end of the file")));
             }
         }
-        let mut binary = Binary { path, data, segments, sections, pclntab: None, build_info: None, build_id, machine };
+        let mut binary =
+            Binary { path, data, segments, sections, pclntab: None, build_info: None, build_id, go_build_id, machine };
         binary.pclntab = binary.locate_pclntab()?;
         binary.build_info = binary.locate_build_info();
         Ok(binary)
@@ -187,6 +189,14 @@ impl Binary {
     /// The GNU build-id note as hex, else the Go build ID string.
     pub fn build_id(&self) -> Option<String> {
         self.build_id.clone()
+    }
+
+    /// The Go build ID (`.note.go.buildid`): `link action/main package
+    /// action/main package content/link content`. The middle two identify
+    /// the compiled code, so builds that differ only in link flags such as
+    /// `-s -w` share them.
+    pub fn go_build_id(&self) -> Option<&str> {
+        self.go_build_id.as_deref()
     }
 
     /// Fails unless this is a Go program new enough for the register ABI.
@@ -485,7 +495,8 @@ fn read_at<'a>(data: &'a [u8], segments: &[Segment], vaddr: u64, len: u64) -> Op
     segments.iter().find_map(|s| s.file_range(vaddr, len)).and_then(|r| data.get(r))
 }
 
-type Headers = (Vec<Segment>, Vec<Section>, Option<String>, Machine);
+/// Segments, sections, (preferred build ID, Go build ID), machine.
+type Headers = (Vec<Segment>, Vec<Section>, (Option<String>, Option<String>), Machine);
 
 /// Why the headers were refused: not ELF at all, or ELF for another CPU.
 enum HeaderError {
@@ -558,5 +569,6 @@ fn parse_headers(data: &[u8]) -> Result<Headers, HeaderError> {
         }
         sections.push(Section { name: String::from_utf8_lossy(name).into_owned(), addr: sh.sh_addr(endian), file });
     }
-    Ok((segments, sections, gnu_id.or(go_id), machine))
+    let preferred = gnu_id.or_else(|| go_id.clone());
+    Ok((segments, sections, (preferred, go_id), machine))
 }

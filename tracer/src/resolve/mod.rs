@@ -10,12 +10,14 @@ mod buildinfo;
 mod dwarf;
 mod elf;
 mod pclntab;
+mod symbols;
 mod symtab;
 
 pub use buildinfo::{GoBuildInfo, find_buildinfo, parse_buildinfo};
 pub use dwarf::{Dwarf, Param, TypeKind};
 pub use elf::{Binary, Machine};
 pub use pclntab::{InlinedCall, LineRange, Malformed, PclnVersion, Pclntab, parse_pclntab};
+pub use symbols::SymbolsFile;
 pub use symtab::{Symtab, parse_symtab};
 
 use std::path::PathBuf;
@@ -109,6 +111,14 @@ pub enum ResolveError {
         /// Which table (e.g. `.gopclntab`, `.symtab`).
         table: &'static str,
         /// What was wrong.
+        reason: String,
+    },
+    /// A `--symbols` file that cannot stand in for the target's tables.
+    #[error("--symbols {}: {reason}", .path.display())]
+    SymbolsMismatch {
+        /// The symbols file.
+        path: PathBuf,
+        /// Why it was refused.
         reason: String,
     },
     /// An address does not lie in any loadable segment of the file.

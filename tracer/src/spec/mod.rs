@@ -6,7 +6,12 @@
 //! This layer only parses text and matches it against a resolved function
 //! list; it reads no files.
 
+mod pattern;
 pub mod presets;
+
+use std::borrow::Cow;
+
+pub use pattern::{Pattern, path_suffix, strip_module_versions, strip_type_args};
 
 use crate::resolve::{Function, InlinedCall};
 
@@ -15,7 +20,8 @@ use crate::resolve::{Function, InlinedCall};
 pub enum Item {
     /// A named preset (or `all`).
     Preset(String),
-    /// An exact symbol, or a glob when it contains `*`.
+    /// A Go symbol: exact, or a glob when it has a `*` that is not a
+    /// receiver's pointer star (see [`Pattern::user`]).
     Symbol(String),
     /// `path/file.go:Func`: functions named `Func` (or methods `T.Func`)
     /// defined in a file whose path ends with `path/file.go`.
@@ -103,7 +109,8 @@ fn parse_item(s: &str) -> Item {
     if let Some((file, what)) = s.rsplit_once(':')
         && file.ends_with(".go")
     {
-        let file = file.strip_prefix(STAGING).unwrap_or(file).trim_start_matches('/').to_string();
+        let file = file.strip_prefix(STAGING).unwrap_or(file).trim_start_matches('/');
+        let file = strip_module_versions(file).into_owned();
         return match what.parse::<u32>() {
             Ok(line) => Item::FileLine { file, line },
             Err(_) => Item::FileFunc { file, func: what.to_string() },
@@ -123,65 +130,20 @@ impl Item {
     }
 }
 
-/// Matches a pattern against a whole name: `*` stands for any run of
-/// characters, `#` for one or more ASCII digits, everything else is literal
-/// (Go symbols are full of `.`, `(`, `*` and `[`). Runs in O(len × len), so
-/// no pattern can make it backtrack exponentially.
-pub fn pattern_match(pattern: &str, name: &str) -> bool {
-    // Most patterns are plain symbols, and a glob's literal head rules out
-    // almost every name: both are answered without the table below, which
-    // costs pattern × name per call and is run over every function.
-    let head = pattern.find(['*', '#']).map_or(pattern, |i| &pattern[..i]);
-    if head.len() == pattern.len() {
-        return pattern == name;
-    }
-    if !name.starts_with(head) {
-        return false;
-    }
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    // reach[j]: the pattern prefix consumed so far matches name[..j].
-    let mut reach = vec![false; n.len() + 1];
-    let mut next = vec![false; n.len() + 1];
-    reach[0] = true;
-    for &pc in p {
-        next.fill(false);
-        match pc {
-            b'*' => {
-                let mut on = false;
-                for j in 0..=n.len() {
-                    on |= reach[j];
-                    next[j] = on;
-                }
-            }
-            b'#' => {
-                for j in 0..n.len() {
-                    if n[j].is_ascii_digit() && (reach[j] || next[j]) {
-                        next[j + 1] = true;
-                    }
-                }
-            }
-            c => {
-                for j in 0..n.len() {
-                    next[j + 1] = reach[j] && n[j] == c;
-                }
-            }
-        }
-        std::mem::swap(&mut reach, &mut next);
-    }
-    reach[n.len()]
-}
-
-/// True when `file` ends with `suffix` on whole path components.
-pub fn path_suffix(file: &str, suffix: &str) -> bool {
-    file == suffix || file.strip_suffix(suffix).is_some_and(|head| head.ends_with('/'))
-}
-
 /// The part of a symbol after its package path: `(*store).Create` for
-/// `k8s.io/apiserver/pkg/storage/etcd3.(*store).Create`.
-fn local_name(symbol: &str) -> &str {
-    let tail_start = symbol.rfind('/').map_or(0, |i| i + 1);
-    let tail = &symbol[tail_start..];
-    tail.find('.').map_or(tail, |i| &tail[i + 1..])
+/// `k8s.io/apiserver/pkg/storage/etcd3.(*store).Create`. Generic type
+/// arguments are removed first, since they may hold `/` and `.`.
+fn local_name(symbol: &str) -> Cow<'_, str> {
+    let bare = match strip_type_args(symbol) {
+        Some(bare) => Cow::Owned(bare),
+        None => Cow::Borrowed(symbol),
+    };
+    let tail_start = bare.rfind('/').map_or(0, |i| i + 1);
+    let local_start = bare[tail_start..].find('.').map_or(tail_start, |i| tail_start + i + 1);
+    match bare {
+        Cow::Borrowed(s) => Cow::Borrowed(&s[local_start..]),
+        Cow::Owned(s) => Cow::Owned(s[local_start..].to_string()),
+    }
 }
 
 /// Delve's `file.go:Func` accepts `Func`, `T.Func` or `(*T).Func`.
@@ -189,11 +151,23 @@ fn func_matches(local: &str, func: &str) -> bool {
     local == func || local.strip_suffix(func).is_some_and(|head| head.ends_with('.'))
 }
 
-/// An item made ready to test many functions: a preset's entries are
-/// looked up once per item, not once per function.
+/// Whether `local` names a closure compiled in `enclosing`: `enclosing.funcN`,
+/// or, when Go inlined `enclosing` into callers and renamed the closure
+/// after the inlining stack, `Caller.….enclosing.funcN`. Nested closures
+/// (`funcN.M`) are not.
+pub fn is_closure_of(local: &str, enclosing: &str) -> bool {
+    let Some(at) = local.rfind(".func") else { return false };
+    let (head, n) = (&local[..at], &local[at + ".func".len()..]);
+    !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && head.strip_suffix(enclosing).is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+}
+
+/// An item made ready to test many functions: patterns are compiled and a
+/// preset's entries looked up once per item, not once per function.
 enum Matcher<'i> {
-    Entries(Vec<presets::Entry>),
-    Symbol(&'i str),
+    Entries(Vec<presets::Compiled>),
+    Symbol(Pattern),
     FileFunc { file: &'i str, func: &'i str },
     Nothing,
 }
@@ -201,8 +175,9 @@ enum Matcher<'i> {
 impl Item {
     fn matcher(&self) -> Matcher<'_> {
         match self {
-            Item::Preset(name) => presets::lookup(name).map_or(Matcher::Nothing, Matcher::Entries),
-            Item::Symbol(pattern) => Matcher::Symbol(pattern),
+            Item::Preset(name) => presets::lookup(name)
+                .map_or(Matcher::Nothing, |es| Matcher::Entries(es.iter().map(presets::Entry::compile).collect())),
+            Item::Symbol(text) => Matcher::Symbol(Pattern::user(text)),
             Item::FileFunc { file, func } => Matcher::FileFunc { file, func },
             Item::FileLine { .. } => Matcher::Nothing,
         }
@@ -217,9 +192,9 @@ impl Matcher<'_> {
     fn matches_name(&self, name: &str, file: Option<&str>) -> bool {
         match self {
             Matcher::Entries(entries) => entries.iter().any(|e| e.matches(name, file)),
-            Matcher::Symbol(pattern) => pattern_match(pattern, name),
+            Matcher::Symbol(pattern) => pattern.matches(name),
             Matcher::FileFunc { file: want, func } => {
-                file.is_some_and(|ff| path_suffix(ff, want)) && func_matches(local_name(name), func)
+                file.is_some_and(|ff| path_suffix(ff, want)) && func_matches(&local_name(name), func)
             }
             Matcher::Nothing => false,
         }
@@ -236,12 +211,11 @@ pub fn select_inlined<'c>(item: &Item, calls: &'c [InlinedCall]) -> Vec<&'c Inli
 
 /// For `file.go:Func` where `Func` itself was inlined away (factories such as
 /// `withAuthentication` are, in optimized builds), its closures `Func.funcN`
-/// do the per-request work; they are what the user wants to see.
+/// (renamed `Caller.Func.funcN` where Go inlined `Func`) do the
+/// per-request work; they are what the user wants to see.
 fn closure_fallback(item: &Item, f: &Function) -> bool {
     let Item::FileFunc { file, func } = item else { return false };
-    let local = local_name(&f.name);
-    f.file.as_deref().is_some_and(|ff| path_suffix(ff, file))
-        && local.strip_prefix(func).is_some_and(|rest| pattern_match(".func#", rest))
+    f.file.as_deref().is_some_and(|ff| path_suffix(ff, file)) && is_closure_of(&local_name(&f.name), func)
 }
 
 /// Returns the functions each item selects, deduplicated by entry, in the
@@ -283,7 +257,7 @@ fn closest(item: &Item, functions: &[Function]) -> Vec<String> {
         Item::FileFunc { func, .. } => func.clone(),
         other => other.text(),
     };
-    let needle = text.rsplit(['/', '.', ':']).find(|s| !s.is_empty() && !s.contains(['*', '#'])).unwrap_or(&text);
+    let needle = text.rsplit(['/', '.', ':']).find(|s| !s.is_empty() && !s.contains('*')).unwrap_or(&text);
     let mut scored: Vec<(bool, usize, &str)> =
         functions.iter().map(|f| (!f.name.contains(needle), edit_distance(&text, &f.name), f.name.as_str())).collect();
     scored.sort_unstable();

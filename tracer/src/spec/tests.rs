@@ -9,34 +9,115 @@ fn ff(name: &str, entry: u64, file: &str) -> Function {
     Function { file: Some(file.into()), ..f(name, entry) }
 }
 
+/// Issue 9: the pointer receiver's `*` is not a wildcard, so an exact
+/// method names one function.
 #[test]
-fn globs_treat_go_punctuation_literally() {
-    let create = "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create";
-    assert!(pattern_match(create, create));
-    assert!(pattern_match("*etcd3.(*store).*", create));
-    assert!(pattern_match("k8s.io/*/etcd3.(*store).Create", create));
-    assert!(!pattern_match("*etcd3.(*store).Get", create));
-    assert!(!pattern_match("k8s.io/apiserver", create));
-    assert!(pattern_match("a*a", "aa"));
-    assert!(!pattern_match("a*a", "a"));
-    assert!(pattern_match("", ""));
-    assert!(!pattern_match("", "x"));
+fn an_exact_method_selects_exactly_one_function() {
+    let fs = [
+        f("go.etcd.io/etcd/etcdserver.(*reqV2HandlerEtcdServer).Put", 1),
+        f("go.etcd.io/etcd/etcdserver.(*EtcdServer).Put", 2),
+        f("go.etcd.io/etcd/etcdserver.(*EtcdServer).PutX", 3),
+    ];
+    let entries =
+        |spec: &str| -> Vec<u64> { select(&parse(spec).unwrap(), &fs).unwrap().iter().map(|f| f.entry).collect() };
+    assert_eq!(entries("go.etcd.io/etcd/etcdserver.(*EtcdServer).Put"), vec![2]);
+    assert_eq!(entries("go.etcd.io/etcd/etcdserver.(*Etcd*).Put"), vec![2]);
+    assert_eq!(entries("go.etcd.io/etcd/etcdserver.(**EtcdServer).Put"), vec![1, 2]);
+    assert_eq!(entries("*etcdserver.(*EtcdServer).Put*"), vec![2, 3]);
+    let err = select(&parse("go.etcd.io/etcd/etcdserver.(*Server).Put").unwrap(), &fs).unwrap_err();
+    assert!(matches!(err, SpecError::NoMatch { .. }), "{err}");
 }
 
 #[test]
-fn hash_matches_digits_only() {
-    assert!(pattern_match("f.func#", "f.func1"));
-    assert!(pattern_match("f.func#", "f.func12"));
-    assert!(!pattern_match("f.func#", "f.func"));
-    assert!(!pattern_match("f.func#", "f.func1.1"));
-    assert!(!pattern_match("f.func#", "f.funcx"));
+fn generic_instantiations_match_without_their_brackets() {
+    let fs = [
+        f(
+            r#"k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator[go.shape.struct { Kubernetes k8s.io/kubernetes/pkg/serviceaccount.kubernetes "json:\"kubernetes.io,omitempty\"" }]).AuthenticateToken"#,
+            1,
+        ),
+        f("k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator[...]).AuthenticateToken", 2),
+        f("k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator[...]).hasCorrectIssuer", 3),
+    ];
+    let got: Vec<u64> =
+        select(&parse("k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator).AuthenticateToken").unwrap(), &fs)
+            .unwrap()
+            .iter()
+            .map(|f| f.entry)
+            .collect();
+    assert_eq!(got, vec![1, 2]);
+    let got: Vec<u64> = select(&parse("authn").unwrap(), &fs).unwrap().iter().map(|f| f.entry).collect();
+    assert_eq!(got, vec![1, 2]);
 }
 
 #[test]
-fn pathological_globs_stay_fast() {
-    let name = "a".repeat(5000);
-    let pattern = format!("{}b", "*a".repeat(200));
-    assert!(!pattern_match(&pattern, &name));
+fn closures_renamed_by_inlining_are_found_by_enclosing_function_and_file() {
+    let authz = "k8s.io/apiserver@v0.36.3/pkg/endpoints/filters/authorization.go";
+    let create = "k8s.io/apiserver@v0.36.3/pkg/endpoints/handlers/create.go";
+    let fs = [
+        ff("k8s.io/apiserver/pkg/server.DefaultBuildHandlerChain.WithAuthorization.withAuthorization.func1", 1, authz),
+        ff(
+            "k8s.io/apiserver/pkg/server.DefaultBuildHandlerChain.WithAuthorization.withAuthorization.func1.1",
+            2,
+            authz,
+        ),
+        ff("k8s.io/apiserver/pkg/endpoints/handlers.CreateResource.createHandler.func1", 3, create),
+        ff("k8s.io/apiserver/pkg/endpoints/handlers.CreateResource.createHandler.func1.2", 4, create),
+        ff("k8s.io/apiserver/pkg/endpoints/handlers.CreateNamedResource.createHandler.func1", 5, create),
+        // Same shape of name, wrong file: not the filter's closure.
+        ff("k8s.io/apiserver/pkg/server.X.withAuthorization.func1", 6, "k8s.io/apiserver@v0.36.3/pkg/server/config.go"),
+        // Right file, but a different enclosing function.
+        ff("k8s.io/apiserver/pkg/endpoints/filters.xwithAuthorization.func1", 7, authz),
+    ];
+    let select_of =
+        |spec: &str| -> Vec<u64> { select(&parse(spec).unwrap(), &fs).unwrap().iter().map(|f| f.entry).collect() };
+    assert_eq!(select_of("authz"), vec![1]);
+    assert_eq!(select_of("handlers"), vec![3, 5]);
+    // Delve's file.go:Func takes the closures of an inlined-away factory.
+    assert_eq!(
+        select_of("staging/src/k8s.io/apiserver/pkg/endpoints/filters/authorization.go:withAuthorization"),
+        vec![1]
+    );
+    assert_eq!(select_of("handlers/create.go:createHandler"), vec![3, 5]);
+}
+
+#[test]
+fn value_receiver_presets_take_the_pointer_wrapper() {
+    let fs = [
+        ff("k8s.io/apiserver/pkg/admission.(*chainAdmissionHandler).Admit", 1, "<autogenerated>"),
+        ff(
+            "k8s.io/apiserver/pkg/admission.chainAdmissionHandler.Admit",
+            2,
+            "k8s.io/apiserver@v0.36.3/pkg/admission/chain.go",
+        ),
+        ff("k8s.io/apiserver/pkg/admission.(*chainAdmissionHandlerX).Admit", 3, "<autogenerated>"),
+    ];
+    let got: Vec<u64> = select(&parse("admission").unwrap(), &fs).unwrap().iter().map(|f| f.entry).collect();
+    assert_eq!(got, vec![1, 2]);
+}
+
+#[test]
+fn versioned_module_paths_match_delve_locations() {
+    let store = "k8s.io/apiserver@v0.36.3/pkg/storage/etcd3/store.go";
+    let fs = [
+        ff("k8s.io/apiserver/pkg/storage/etcd3.(*store).Create", 1, store),
+        ff(
+            "k8s.io/apiserver/pkg/registry/generic/registry.(*Store).Create",
+            2,
+            "k8s.io/apiserver@v0.36.3/pkg/registry/generic/registry/store.go",
+        ),
+    ];
+    for spec in [
+        "staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create",
+        "k8s.io/apiserver/pkg/storage/etcd3/store.go:Create",
+        "k8s.io/apiserver@v0.36.3/pkg/storage/etcd3/store.go:Create",
+        "pkg/storage/etcd3/store.go:Create",
+        "etcd3/store.go:(*store).Create",
+    ] {
+        let got: Vec<u64> = select(&parse(spec).unwrap(), &fs).unwrap().iter().map(|f| f.entry).collect();
+        assert_eq!(got, vec![1], "{spec}");
+    }
+    let got: Vec<u64> = select(&parse("store.go:Create").unwrap(), &fs).unwrap().iter().map(|f| f.entry).collect();
+    assert_eq!(got, vec![1, 2]);
 }
 
 #[test]

@@ -265,11 +265,16 @@ impl Raw {
                     if let Some(n) = &name {
                         self.sub_names.insert(offset, n.clone());
                     }
-                    let index = match (die.attr_value(gimli::DW_AT_low_pc), die.attr_value(gimli::DW_AT_high_pc)) {
-                        (Some(AttributeValue::Addr(entry)), Some(high)) => {
-                            let end = match high {
-                                AttributeValue::Addr(end) => Some(end),
-                                other => other.udata_value().and_then(|len| entry.checked_add(len)),
+                    // DWARF 5 (Go 1.25+) writes addresses as indexes into
+                    // `.debug_addr` (DW_FORM_addrx); attr_address reads both.
+                    let address =
+                        |v: Option<AttributeValue<R<'_>>>| v.and_then(|v| dwarf.attr_address(unit, v).ok().flatten());
+                    let low = address(die.attr_value(gimli::DW_AT_low_pc));
+                    let index = match (low, die.attr_value(gimli::DW_AT_high_pc)) {
+                        (Some(entry), Some(high)) => {
+                            let end = match address(Some(high.clone())) {
+                                Some(end) => Some(end),
+                                None => high.udata_value().and_then(|len| entry.checked_add(len)),
                             };
                             end.filter(|&end| end > entry).map(|end| {
                                 let (mut file, line) = lines.at(entry);
@@ -410,6 +415,11 @@ impl Raw {
         let mut raw: Vec<RawParam> = abstract_params.iter().filter_map(|o| self.param_dies.get(o).cloned()).collect();
         let own = sub.params.iter().filter(|p| p.origin.is_none_or(|o| !abstract_params.contains(&o)));
         raw.extend(own.cloned());
+        // Go 1.26 can list one parameter twice in optimized code
+        // (`~r0` of etcd3.(*store).Create in kube-apiserver 1.36): Go names
+        // are unique per signature (blanks become `~pN`), so a repeated name
+        // is the same value and only the first is kept.
+        let mut seen = std::collections::HashSet::new();
         raw.into_iter()
             .map(|p| {
                 let origin = p.origin.and_then(|o| self.param_dies.get(&o));
@@ -425,6 +435,7 @@ impl Raw {
                     kind: ty.map_or(TypeKind::Other, |t| self.kind(t, 0, &mut budget)),
                 }
             })
+            .filter(|p| p.name.is_empty() || seen.insert(p.name.clone()))
             .collect()
     }
 

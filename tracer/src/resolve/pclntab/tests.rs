@@ -226,8 +226,12 @@ fn hostile_inline_trees_and_line_tables_never_panic() {
             exercise(&good, &t);
         }
     }
-    // A node whose call site is inside itself would walk forever: it is an error.
+    // A node whose call site is inside itself would walk forever. Go 1.26
+    // writes such nodes for calls inlined at the entry of a function with
+    // no stack check (parentPc 0): the walk ends there, as at the top.
     let mut cyclic = tree.clone();
     cyclic[8..12].copy_from_slice(&0x10u32.to_le_bytes());
-    assert!(parse_pclntab(&good, None).unwrap().inlined_calls(Some(GOFUNC), reader(&cyclic)).is_err());
+    let calls = parse_pclntab(&good, None).unwrap().inlined_calls(Some(GOFUNC), reader(&cyclic)).unwrap();
+    let honest = parse_pclntab(&good, None).unwrap().inlined_calls(Some(GOFUNC), reader(&tree)).unwrap();
+    assert!(!calls.is_empty() && calls.len() <= honest.len(), "{calls:?} vs {honest:?}");
 }
