@@ -119,9 +119,18 @@ fn profiles_over_https_with_the_kubeconfig_render_and_errors_are_specific() {
     // CPU, by URL, while the load runs: storage and filter frames show.
     let cpu_url = t.url("profile");
     let cpu_svg = out("cpu.svg");
-    ok(&ktrace(&["flame", "--pprof", &cpu_url, "--seconds", "3", "--kubeconfig", kc, "--output", &cpu_svg]));
-    let svg = read(Path::new(&cpu_svg));
-    assert!(svg.contains("etcd3.(*store)"), "no storage frames in the CPU flamegraph");
+    // A 3 s profile holds a few hundred samples; on a machine busy with
+    // other work the store's short CPU bursts can miss all of them, so up
+    // to three profiles are taken before calling the frames absent.
+    let mut svg = String::new();
+    for _ in 0..3 {
+        ok(&ktrace(&["flame", "--pprof", &cpu_url, "--seconds", "3", "--kubeconfig", kc, "--output", &cpu_svg]));
+        svg = read(Path::new(&cpu_svg));
+        if svg.contains("etcd3.(*store)") {
+            break;
+        }
+    }
+    assert!(svg.contains("etcd3.(*store)"), "no storage frames in three CPU flamegraphs");
     assert!(svg.contains("k8s.io/apiserver/pkg/endpoints/filters."), "no filter frames in the CPU flamegraph");
 
     // The raw profile downloads too, and renders from the file.
