@@ -4,8 +4,7 @@
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,15 +12,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
-use crate::process::{tail, terminate};
+use crate::process::{Supervised, probe_status, tail, terminate};
 use crate::{Etcd, LoadReport, LoadSpec, Variant, target_binary};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running test target, stopped (SIGTERM, then SIGKILL) and reaped on drop.
 pub struct Apiserver {
-    // A Mutex because `try_wait` needs `&mut` and `is_alive` takes `&self`.
-    child: Mutex<Child>,
+    child: Supervised,
     pid: u32,
     url: String,
     binary: PathBuf,
@@ -85,7 +83,7 @@ impl Apiserver {
         };
 
         Ok(Apiserver {
-            child: Mutex::new(child),
+            child: Supervised::new(child, Duration::from_secs(5)),
             pid,
             url,
             binary,
@@ -148,30 +146,11 @@ impl Apiserver {
         if !with_token {
             cmd.arg("--no-token");
         }
-        let out =
-            cmd.stdin(Stdio::null()).output().with_context(|| format!("running {} probe", self.binary.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            bail!("probe {method} {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-        }
-        stdout.trim().parse().with_context(|| format!("probe printed {stdout:?}, not a status code"))
+        probe_status(&mut cmd, method, path)
     }
 
     /// True while the server process has not exited.
     pub fn is_alive(&self) -> bool {
-        match self.child.lock() {
-            Ok(mut child) => matches!(child.try_wait(), Ok(None)),
-            Err(_) => false,
-        }
-    }
-}
-
-impl Drop for Apiserver {
-    fn drop(&mut self) {
-        let child = match self.child.get_mut() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        terminate(child, Duration::from_secs(5));
+        self.child.is_alive()
     }
 }

@@ -17,15 +17,14 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use tempfile::TempDir;
 
-use crate::process::{free_port, tail, terminate};
+use crate::process::{Supervised, free_port, probe_status, tail};
 use crate::{Etcd, LoadReport, LoadSpec, Variant, target_binary};
 
 /// The debug build runs every request unoptimized, and start-up creates
@@ -104,7 +103,7 @@ impl User {
 
 /// A running kube-apiserver, stopped (SIGTERM, then SIGKILL) and reaped on drop.
 pub struct KubeApiserver {
-    child: Mutex<Child>,
+    child: Supervised,
     pid: u32,
     url: String,
     binary: PathBuf,
@@ -166,7 +165,17 @@ impl KubeApiserver {
             .with_context(|| format!("starting {}", binary.display()))?;
         let pid = child.id();
         let namespace = format!("ktrace-{}", random_hex(4)?);
-        let server = KubeApiserver { child: Mutex::new(child), pid, url, binary, client, namespace, tokens, dir, log };
+        let server = KubeApiserver {
+            child: Supervised::new(child, Duration::from_secs(10)),
+            pid,
+            url,
+            binary,
+            client,
+            namespace,
+            tokens,
+            dir,
+            log,
+        };
         server.wait_ready(v)?;
         server.grant_alice()?;
         Ok(server)
@@ -296,30 +305,12 @@ impl KubeApiserver {
         if let Some(body) = body {
             cmd.arg("--body").arg(body);
         }
-        let out = cmd.stdin(Stdio::null()).output().context("running probe")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            bail!("probe {method} {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-        }
-        stdout.trim().parse().with_context(|| format!("probe printed {stdout:?}, not a status code"))
+        probe_status(&mut cmd, method, path)
     }
 
     /// True while the server has not exited.
     pub fn is_alive(&self) -> bool {
-        match self.child.lock() {
-            Ok(mut child) => matches!(child.try_wait(), Ok(None)),
-            Err(_) => false,
-        }
-    }
-}
-
-impl Drop for KubeApiserver {
-    fn drop(&mut self) {
-        let child = match self.child.get_mut() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        terminate(child, Duration::from_secs(10));
+        self.child.is_alive()
     }
 }
 

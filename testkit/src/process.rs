@@ -4,11 +4,55 @@
 use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+/// A server process the fixture owns: stopped (SIGTERM, then SIGKILL after
+/// `grace`) and reaped on drop.
+pub(crate) struct Supervised {
+    // A Mutex because `try_wait` needs `&mut` and `is_alive` takes `&self`.
+    child: Mutex<Child>,
+    grace: Duration,
+}
+
+impl Supervised {
+    pub(crate) fn new(child: Child, grace: Duration) -> Supervised {
+        Supervised { child: Mutex::new(child), grace }
+    }
+
+    /// True while the process has not exited.
+    pub(crate) fn is_alive(&self) -> bool {
+        match self.child.lock() {
+            Ok(mut child) => matches!(child.try_wait(), Ok(None)),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let child = match self.child.get_mut() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        terminate(child, self.grace);
+    }
+}
+
+/// Runs a `probe` command of the Go target and returns the HTTP status it
+/// printed.
+pub(crate) fn probe_status(cmd: &mut Command, method: &str, path: &str) -> Result<u16> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running probe {method} {path}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("probe {method} {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    stdout.trim().parse().with_context(|| format!("probe printed {stdout:?}, not a status code"))
+}
 
 /// A loopback port that was free a moment ago. Another process can take it
 /// before the caller binds it; callers retry start-up instead of assuming.
