@@ -297,7 +297,12 @@ fn presets_resolve_to_go_tool_nm_entries_on_all_three_builds() {
             let names: BTreeSet<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
             let must = MUST.iter().find(|(p, _)| *p == preset).unwrap().1;
             for want in must {
-                assert!(names.contains(full(want).as_str()), "{}: {preset} lacks {}; got {names:#?}", v.name(), full(want));
+                assert!(
+                    names.contains(full(want).as_str()),
+                    "{}: {preset} lacks {}; got {names:#?}",
+                    v.name(),
+                    full(want)
+                );
             }
             eprintln!("{}: {preset}: {} functions, all at their nm address", v.name(), got.len());
             total += got.len();

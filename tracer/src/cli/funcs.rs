@@ -124,7 +124,7 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
         .map(|p| match p.target {
             Target::Function => by_callee
                 .get(p.function.name.as_str())
-                .map(|cs| cs.iter().map(|c| inlined_json(c, &functions)).collect())
+                .map(|cs| cs.iter().map(|c| inlined_json(c, functions)).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
         })
@@ -134,11 +134,11 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
     let mut out = stdout.lock();
     if args.json {
         let docs: Vec<FuncJson> =
-            plans.iter().zip(layouts).zip(inlined).map(|((p, a), i)| to_json(p, a, i, &functions)).collect();
+            plans.iter().zip(layouts).zip(inlined).map(|((p, a), i)| to_json(p, a, i, functions)).collect();
         serde_json::to_writer_pretty(&mut out, &docs).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        print_table(&mut out, &plans, &layouts, &inlined)?;
+        print_table(&mut out, plans, &layouts, &inlined)?;
     }
     Ok(())
 }

@@ -272,7 +272,7 @@ impl Raw {
                     let low = address(die.attr_value(gimli::DW_AT_low_pc));
                     let index = match (low, die.attr_value(gimli::DW_AT_high_pc)) {
                         (Some(entry), Some(high)) => {
-                            let end = match address(Some(high.clone())) {
+                            let end = match address(Some(high)) {
                                 Some(end) => Some(end),
                                 None => high.udata_value().and_then(|len| entry.checked_add(len)),
                             };
