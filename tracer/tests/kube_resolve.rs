@@ -522,3 +522,45 @@ fn funcs_all_on_the_debug_build() {
         assert!(!d["args"].is_null(), "{name}: the debug build has DWARF");
     }
 }
+
+/// `attach --symbols` plans with the file's DWARF and places every probe on
+/// the stripped build's file for a second (whatever runs it; calls are not
+/// checked, another test may be running it); a file with other code is
+/// refused before any probe is placed. Needs BPF: fails, never skips,
+/// without it.
+#[test]
+fn attach_takes_a_matching_symbols_file_and_refuses_another() {
+    let Some(builds) = all_builds() else { return };
+    if let Err(missing) = tracer::attach::privileges::check() {
+        panic!("this test needs BPF and uprobes: {missing}");
+    }
+    let (stripped, release, debug) = (&builds[&Kube::Stripped], &builds[&Kube::Release], &builds[&Kube::Debug]);
+    let attach = |symbols: &Path| {
+        ktrace(&[
+            "attach",
+            "--binary",
+            stripped.to_str().unwrap(),
+            "--symbols",
+            symbols.to_str().unwrap(),
+            "--funcs",
+            "storage",
+            "--args",
+            "--duration",
+            "1s",
+            "--json",
+        ])
+    };
+    let out = attach(release);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("attach --json prints a summary");
+    let traced: BTreeSet<&str> =
+        summary["functions"].as_array().unwrap().iter().map(|f| f["symbol"].as_str().unwrap()).collect();
+    let listed = funcs_json(stripped, None, "storage");
+    let listed: BTreeSet<&str> = listed.iter().map(|d| d["symbol"].as_str().unwrap()).collect();
+    assert_eq!(traced, listed);
+
+    let out = attach(debug);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not a build of") && !stderr.contains("probes on"), "{stderr}");
+}
