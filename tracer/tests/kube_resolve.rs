@@ -200,6 +200,8 @@ const MUST: &[(&str, &[&str])] = &[
             "endpoints/handlers.handleList",
             "endpoints/handlers.handleWatch",
             "endpoints/handlers.(*patcher).patchResource",
+            "endpoints/handlers/finisher.finishRequest",
+            "endpoints/handlers/finisher.finishRequest.func1",
         ],
     ),
     (
@@ -248,6 +250,7 @@ const MUST: &[(&str, &[&str])] = &[
             "storage/etcd3.(*store).Watch",
             "storage/etcd3.(*store).Stats",
             "storage/etcd3.(*store).GetCurrentResourceVersion",
+            "storage/etcd3.(*watcher).Watch",
             "go.etcd.io/etcd/client/v3/kubernetes.Client.Get",
             "go.etcd.io/etcd/client/v3/kubernetes.(*Client).Get",
             "go.etcd.io/etcd/client/v3/kubernetes.(*Client).OptimisticPut",
