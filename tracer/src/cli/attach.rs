@@ -64,6 +64,9 @@ pub struct AttachArgs {
     target: TargetArgs,
     /// Comma-separated presets (authn, authz, admission, handlers, registry, cacher, storage, all),
     /// Go symbols with `*` globs, or Delve locations (path/file.go:Func)
+    ///
+    /// A `*` right after `(` is the pointer receiver's star, not a wildcard (`pkg.(*T).M` is one
+    /// method); the grammar is the same as `ktrace funcs --help` describes.
     #[arg(long, value_name = "SPEC")]
     funcs: String,
     /// Stop after this long (e.g. 5s, 2m); default: until Ctrl-C or the target exits

@@ -158,6 +158,8 @@ const STORAGE: &[Entry] = &[
     // `Count` becomes `Stats` in 1.34.
     a("storage/etcd3.(*store).Stats"),
     a("storage/etcd3.(*store).GetCurrentResourceVersion"),
+    // Each watch request starts here; its event loops are long-lived.
+    a("storage/etcd3.(*watcher).Watch"),
     // From 1.32 the store talks to etcd through kubernetes.Client (value
     // receivers, entered through their pointer wrappers)…
     v(ETCD, "kubernetes.Client.Get"),
@@ -225,6 +227,10 @@ const HANDLERS: &[Entry] = &[
     a("endpoints/handlers.handleList"),
     a("endpoints/handlers.handleWatch"),
     a("endpoints/handlers.(*patcher).patchResource"),
+    // Create, update, patch and delete run their storage work (admission,
+    // registry, etcd) in a goroutine started here: `finishRequest.func1`.
+    a("endpoints/handlers/finisher.finishRequest"),
+    closures("endpoints/handlers/finisher.finishRequest", "endpoints/handlers/finisher/finisher.go"),
 ];
 
 /// Every preset name with its entries, in request-path order.
