@@ -34,7 +34,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 pub const ETCD_PREFIX: &str = "/registry";
 
 /// A build of the real kube-apiserver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KubeVariant {
     /// `-gcflags=all=-N -l`, no `-trimpath`: what the seeds run under Delve.
     Debug,

@@ -26,37 +26,18 @@ use tracer::{
     spec::{self, Item},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kube {
-    Debug,
-    Release,
-    Stripped,
-}
+use testkit::KubeVariant as Kube;
 
-impl Kube {
-    const ALL: [Kube; 3] = [Kube::Debug, Kube::Release, Kube::Stripped];
-
-    fn name(self) -> &'static str {
-        match self {
-            Kube::Debug => "debug",
-            Kube::Release => "release",
-            Kube::Stripped => "stripped",
+/// The cached build of `v`, or `None` outside CI when it has not been built.
+fn kube(v: Kube) -> Option<PathBuf> {
+    match testkit::kube::binary(v) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}");
+            eprintln!("{e:#}; not checked (CI=true makes this a failure)");
+            None
         }
     }
-}
-
-/// The cached build of `v` (the same path `testkit::kube::binary` returns),
-/// or `None` outside CI when it has not been built.
-fn kube(v: Kube) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let path = Path::new(&home).join(".cache/ktrace/kube-apiserver").join(v.name()).join("kube-apiserver");
-    if path.is_file() {
-        return Some(path);
-    }
-    let msg = format!("kube-apiserver {} build missing at {}", v.name(), path.display());
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-    eprintln!("{msg}; not checked (CI=true makes this a failure)");
-    None
 }
 
 /// Every build, or `None` when one is missing outside CI.
