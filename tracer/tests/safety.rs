@@ -422,3 +422,53 @@ fn stripped_builds_filter_and_redact_from_the_signature_table() {
     assert_eq!(function(&summary, &store("Get")).errors, Some(1));
     assert_eq!(calls(&summary, CACHE), 0, "not nested in a kept call");
 }
+
+/// One function nested in itself with different keys:
+/// `ktracetest.Lookup(K, 2)` runs `Lookup` at three levels with keys K,
+/// K/child, K/child/child, and `Leaf` (no key) before and after each nested
+/// call. A `Lookup` is kept by its own key only; every `Leaf` that runs
+/// while a kept `Lookup` is in flight on the goroutine is kept, including
+/// the ones after a left-out inner `Lookup` returned: its RET must close its
+/// own (skip) frame, not the kept outer one.
+#[test]
+fn filter_decides_nested_calls_of_the_same_function_by_their_own_value() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
+    let (lookup, leaf) = ("k8s.io/kubernetes/pkg/ktracetest.Lookup", "k8s.io/kubernetes/pkg/ktracetest.Leaf");
+    let funcs = format!("{lookup},{leaf}");
+    let get = |key: &str| {
+        assert_eq!(api.probe("POST", &format!("/ktrace/lookup?key={key}&depth=2"), true).unwrap(), 200);
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Exact: only the outer Lookup of /a matches; all six Leafs run inside it.
+    let path = dir.path().join("exact.trace");
+    let run = Trace::start(api.pid(), &funcs, &["--filter", "key=/a", "--args", "--output", path.to_str().unwrap()]);
+    get("/a");
+    get("/b");
+    let (summary, _) = run.finish();
+    assert_eq!((calls(&summary, lookup), calls(&summary, leaf)), (1, 6), "{summary:#?}");
+    let t = read_trace(&path);
+    assert_eq!(str_args(&t, lookup, "key"), ["/a"]);
+    // The kept Lookup encloses every kept Leaf: it was closed by its own RET.
+    let outer = t.calls.iter().find(|c| c.func == func_id(&t, lookup)).unwrap();
+    let leaves: Vec<_> = t.calls.iter().filter(|c| c.func == func_id(&t, leaf)).collect();
+    assert_eq!(leaves.len(), 6);
+    for l in &leaves {
+        assert!(
+            outer.start_ns <= l.start_ns && l.start_ns + l.dur_ns <= outer.start_ns + outer.dur_ns,
+            "{outer:?} {l:?}"
+        );
+    }
+
+    // Prefix: the inner two Lookups of /a match, the outer does not; the
+    // outer's own two Leafs run outside any kept call.
+    let run = Trace::start(api.pid(), &funcs, &["--filter", "key=/a/child*"]);
+    get("/a");
+    get("/b");
+    let (summary, _) = run.finish();
+    assert_eq!((calls(&summary, lookup), calls(&summary, leaf)), (2, 4), "{summary:#?}");
+    let timed = function(&summary, lookup).latency_ns.expect("the kept Lookups are timed");
+    assert!(timed.max < 1_000_000_000, "{timed:?}");
+}

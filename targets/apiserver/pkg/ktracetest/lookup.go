@@ -1,0 +1,25 @@
+package ktracetest
+
+// Lookup calls itself with key+"/child" until depth reaches 0, and calls
+// Leaf before and after each nested call, so Lookup(k, d) is d+1 calls of
+// Lookup and 2(d+1) calls of Leaf, all on the caller's goroutine. It is
+// the case `ktrace attach --filter key=…` must decide per call: one function
+// nested in itself with different values of the filtered argument, and a
+// function without it that runs both before and after a nested call
+// returns.
+//
+//go:noinline
+func Lookup(key string, depth int) int {
+	n := Leaf(depth)
+	if depth > 0 {
+		n += Lookup(key+"/child", depth-1)
+	}
+	return n + Leaf(depth) + len(key)
+}
+
+// Leaf has no key argument.
+//
+//go:noinline
+func Leaf(n int) int {
+	return n*7 + 1
+}
