@@ -65,9 +65,6 @@ static SCRATCH: PerCpuArray<GStack> = PerCpuArray::with_max_entries(1, 0);
 /// The session's `--filter`, if any.
 #[map]
 static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
-/// Where a `--filter` argument is read for matching (too big for the BPF stack).
-#[map]
-static FILTER_BUF: PerCpuArray<[u8; STR_CAP]> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 #[map]
@@ -217,7 +214,9 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
 
 /// True when the `--filter` argument of this call matches the pattern: equal
 /// to it, or starting with it for a prefix pattern. Only the pattern's length
-/// of the argument is read, into a per-CPU buffer, never into an event.
+/// of the argument is read, 8 bytes at a time into the program's own stack
+/// (no shared scratch a preempted run could see overwritten), and never
+/// leaves the kernel.
 #[inline(always)]
 fn arg_matches(regs: &[u64; 9], sp: u64, cfg: &FuncConfig, filter: &Filter) -> bool {
     let len = read_arg(regs, sp, &cfg.filter_len);
@@ -226,27 +225,34 @@ fn arg_matches(regs: &[u64; 9], sp: u64, cfg: &FuncConfig, filter: &Filter) -> b
     if !length_ok {
         return false;
     }
-    let n = (want as usize) & (STR_CAP * 2 - 1);
-    if n == 0 {
-        return true;
-    }
+    let n = want as usize;
     if n > STR_CAP {
         return false;
     }
     let ptr = read_arg(regs, sp, &cfg.filter_ptr);
-    let Some(buf) = FILTER_BUF.get_ptr_mut(0) else { return false };
-    // SAFETY: per-CPU scratch, only this program run uses it.
-    let buf = unsafe { &mut *buf };
-    // SAFETY: reads user memory through the helper, which faults safely.
-    if unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut buf[..n]) }.is_err() {
-        return false;
-    }
-    for i in 0..STR_CAP {
-        if i >= n {
+    for chunk in 0..STR_CAP / 8 {
+        let off = chunk * 8;
+        if off >= n {
             break;
         }
-        if buf[i] != filter.pattern[i] {
+        // 1..=8 bytes; the mask keeps the verifier's bounds.
+        let take = (n - off).min(8) & 15;
+        if take == 0 || take > 8 {
             return false;
+        }
+        let mut word = [0u8; 8];
+        // SAFETY: reads user memory through the helper, which faults safely.
+        if unsafe { bpf_probe_read_user_buf((ptr + off as u64) as *const u8, &mut word[..take]) }.is_err() {
+            return false;
+        }
+        for (j, byte) in word.iter().enumerate() {
+            if j >= take {
+                break;
+            }
+            match filter.pattern.get(off + j) {
+                Some(p) if p == byte => {}
+                _ => return false,
+            }
         }
     }
     true

@@ -422,3 +422,94 @@ fn stripped_builds_filter_and_redact_from_the_signature_table() {
     assert_eq!(function(&summary, &store("Get")).errors, Some(1));
     assert_eq!(calls(&summary, CACHE), 0, "not nested in a kept call");
 }
+
+/// One function nested in itself with different keys:
+/// `ktracetest.Lookup(K, 2)` runs `Lookup` at three levels with keys K,
+/// K/child, K/child/child, and `Leaf` (no key) before and after each nested
+/// call. A `Lookup` is kept by its own key only; every `Leaf` that runs
+/// while a kept `Lookup` is in flight on the goroutine is kept, including
+/// the ones after a left-out inner `Lookup` returned: its RET must close its
+/// own (skip) frame, not the kept outer one.
+#[test]
+fn filter_decides_nested_calls_of_the_same_function_by_their_own_value() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
+    let (lookup, leaf) = ("k8s.io/kubernetes/pkg/ktracetest.Lookup", "k8s.io/kubernetes/pkg/ktracetest.Leaf");
+    let funcs = format!("{lookup},{leaf}");
+    let get = |key: &str| {
+        assert_eq!(api.probe("POST", &format!("/ktrace/lookup?key={key}&depth=2"), true).unwrap(), 200);
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Exact: only the outer Lookup of /a matches; all six Leafs run inside it.
+    let path = dir.path().join("exact.trace");
+    let run = Trace::start(api.pid(), &funcs, &["--filter", "key=/a", "--args", "--output", path.to_str().unwrap()]);
+    get("/a");
+    get("/b");
+    let (summary, _) = run.finish();
+    assert_eq!((calls(&summary, lookup), calls(&summary, leaf)), (1, 6), "{summary:#?}");
+    let t = read_trace(&path);
+    assert_eq!(str_args(&t, lookup, "key"), ["/a"]);
+    // The kept Lookup encloses every kept Leaf: it was closed by its own RET.
+    let outer = t.calls.iter().find(|c| c.func == func_id(&t, lookup)).unwrap();
+    let leaves: Vec<_> = t.calls.iter().filter(|c| c.func == func_id(&t, leaf)).collect();
+    assert_eq!(leaves.len(), 6);
+    for l in &leaves {
+        assert!(
+            outer.start_ns <= l.start_ns && l.start_ns + l.dur_ns <= outer.start_ns + outer.dur_ns,
+            "{outer:?} {l:?}"
+        );
+    }
+
+    // Prefix: the inner two Lookups of /a match, the outer does not; the
+    // outer's own two Leafs run outside any kept call.
+    let run = Trace::start(api.pid(), &funcs, &["--filter", "key=/a/child*"]);
+    get("/a");
+    get("/b");
+    let (summary, _) = run.finish();
+    assert_eq!((calls(&summary, lookup), calls(&summary, leaf)), (2, 4), "{summary:#?}");
+    let timed = function(&summary, lookup).latency_ns.expect("the kept Lookups are timed");
+    assert!(timed.max < 1_000_000_000, "{timed:?}");
+}
+
+/// ktrace attaching while one goroutine calls a traced function thousands
+/// of times a millisecond (`ktracetest.Spin`, keys alternating `/spin/in`
+/// and `/spin/out`). Were an entry probe live before its function's RET
+/// probes, the calls in between would leave frames no RET pops; once a
+/// goroutine's 12 frames fill that way it is never timed again, and under
+/// `--filter` a stale kept `Lookup` at the bottom would keep every later
+/// nested `Leaf`. Four attaches in a row: each must time its calls and keep
+/// at most two `Leaf`s per kept `Lookup`. Before RET probes were placed
+/// first, about half the attaches failed this way.
+#[test]
+fn attaching_to_a_hot_goroutine_leaves_no_stale_frames() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Arc::new(Apiserver::start(Variant::Optimized, &etcd).expect("start the target"));
+    let (lookup, leaf) = ("k8s.io/kubernetes/pkg/ktracetest.Lookup", "k8s.io/kubernetes/pkg/ktracetest.Leaf");
+    for i in 0..4 {
+        // A fresh 5 s spin per attach, so each attach lands in a running loop.
+        let spinner = {
+            let api = Arc::clone(&api);
+            std::thread::spawn(move || api.probe("POST", "/ktrace/spin?key=/spin&ms=5000", true).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let run =
+            Trace::start(api.pid(), &format!("{lookup},{leaf}"), &["--filter", "key=/spin/in", "--max-rate", "0"]);
+        std::thread::sleep(Duration::from_millis(1000));
+        let (summary, stderr) = run.finish();
+        assert_eq!(spinner.join().unwrap(), 200);
+        assert!(!stderr.iter().any(|l| l.contains("nested deeper")), "attach {i}: stale frames: {stderr:?}");
+        let kept = calls(&summary, lookup);
+        assert!(kept > 100, "attach {i}: the spin ran: {summary:#?}");
+        assert!(function(&summary, lookup).latency_ns.is_some(), "attach {i}: timed: {summary:#?}");
+        // Functions are attached one after another, so Leaf may start
+        // counting later than Lookup (under load, by thousands of calls);
+        // it can never keep more than the two Leafs of each kept Lookup
+        // (and the few calls between reading the two counters), as it
+        // would with a stale kept Lookup frame.
+        let leaves = calls(&summary, leaf);
+        assert!(leaves > 0 && leaves <= 2 * kept + 8, "attach {i}: {leaves} Leafs for {kept} kept Lookups");
+    }
+}

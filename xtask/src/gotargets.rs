@@ -75,6 +75,8 @@ const KUBERNETES_SYMBOLS: &[&str] = &[
     "plugin/pkg/admission/limitranger.(*LimitRanger).Admit",
     "plugin/pkg/admission/limitranger.(*LimitRanger).Validate",
     "pkg/ktracetest.Recurse",
+    "pkg/ktracetest.Lookup",
+    "pkg/ktracetest.Leaf",
 ];
 
 /// Builds every variant into `<root>/target/gotargets/<variant>/kube-apiserver`,

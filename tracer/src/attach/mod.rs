@@ -203,11 +203,12 @@ impl Session {
             };
             let func_id = id as u32;
             let name = &plan.function.name;
-            let cookie = Cookie { func_id, kind: SiteKind::Entry, guard_mask, guard_taken_if_any };
-            let entry = attach_site(plan.entry.addr, cookie, name)?;
-            probes += 1;
-            single_stepped += usize::from(!plan.entry.emulated);
             let config = configs.get(id).copied().unwrap_or_default();
+            // RET probes go in before the entry probe: an entry seen before
+            // its RETs could be would leave a frame that no RET ever pops,
+            // and a goroutine that fills its frames that way (a hot loop on
+            // one goroutine) is never timed again. A RET seen before its
+            // entry only counts as unmatched.
             let mut rets = Vec::new();
             if !options.count_only && (options.bare || config.flags & CFG_TRACK != 0) {
                 for ret in &plan.rets {
@@ -217,6 +218,10 @@ impl Session {
                     single_stepped += usize::from(!ret.emulated);
                 }
             }
+            let cookie = Cookie { func_id, kind: SiteKind::Entry, guard_mask, guard_taken_if_any };
+            let entry = attach_site(plan.entry.addr, cookie, name)?;
+            probes += 1;
+            single_stepped += usize::from(!plan.entry.emulated);
             functions.push(Traced { symbol: plan.label(), config, entry: Some(entry), rets });
         }
         if let Some(goexit) = goexit.filter(|_| !options.count_only && !options.bare) {

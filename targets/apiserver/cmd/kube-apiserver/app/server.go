@@ -201,6 +201,8 @@ func buildMux(etcd *etcd3.Client) *http.ServeMux {
 		_, _ = io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("/ktrace/recurse", recurseHandler)
+	mux.HandleFunc("/ktrace/lookup", lookupHandler)
+	mux.HandleFunc("/ktrace/spin", spinHandler)
 	// Index serves the named runtime profiles (heap, goroutine, allocs,
 	// block, mutex, threadcreate); the rest need their own handlers.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -236,6 +238,40 @@ func recurseHandler(w http.ResponseWriter, req *http.Request) {
 	result := <-done
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]int{"depth": depth, "calls": depth, "result": result})
+}
+
+// lookupHandler runs ktracetest.Lookup(key, depth) on the request's own
+// goroutine.
+func lookupHandler(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	key := req.URL.Query().Get("key")
+	depth, err := strconv.Atoi(req.URL.Query().Get("depth"))
+	if err != nil || depth < 0 || depth > 10 {
+		http.Error(w, "depth must be an integer in [0, 10]", http.StatusBadRequest)
+		return
+	}
+	result := ktracetest.Lookup(key, depth)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]int{"depth": depth, "result": result})
+}
+
+// spinHandler runs ktracetest.Spin(key, ms) on the request's own goroutine.
+func spinHandler(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	ms, err := strconv.Atoi(req.URL.Query().Get("ms"))
+	if err != nil || ms < 1 || ms > 60000 {
+		http.Error(w, "ms must be an integer in [1, 60000]", http.StatusBadRequest)
+		return
+	}
+	calls := ktracetest.Spin(req.URL.Query().Get("key"), time.Duration(ms)*time.Millisecond)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]int{"ms": ms, "calls": calls})
 }
 
 func randomHex(n int) (string, error) {
