@@ -13,11 +13,12 @@
 //! between threads, `g` structs never move.
 //!
 //! `--filter ARG=PATTERN` is decided at entry, before anything is counted:
-//! a function with the argument keeps a call iff the value matches (an
-//! *anchor*); any other function keeps a call iff an anchor is in flight on
-//! the same goroutine. A left-out call is counted only as `filtered` and
-//! still takes a frame, marked skip, so its RET pairs correctly and records
-//! nothing.
+//! a call of a function with the argument whose value matches is kept (an
+//! *anchor*), and so is every call nested in an anchor on the same goroutine,
+//! whatever its own arguments (the etcd client call inside a kept
+//! `(*store).Create` carries the key with the `/registry` prefix). A
+//! left-out call is counted only as `filtered` and still takes a frame,
+//! marked skip, so its RET pairs correctly and records nothing.
 //!
 //! Secret arguments: only the length word is read, never the bytes.
 //!
@@ -120,8 +121,8 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     if let Some(filter) = FILTER.get(0)
         && filter.flags & FILTER_ON != 0
     {
-        frame_flags = if cfg.flags & CFG_FILTER_ARG != 0 {
-            if arg_matches(args, sp, cfg, filter) { FRAME_ANCHOR } else { FRAME_SKIP }
+        frame_flags = if cfg.flags & CFG_FILTER_ARG != 0 && arg_matches(args, sp, cfg, filter) {
+            FRAME_ANCHOR
         } else if nested_in_kept(g) {
             0
         } else {

@@ -426,12 +426,12 @@ fn stripped_builds_filter_and_redact_from_the_signature_table() {
 /// One function nested in itself with different keys:
 /// `ktracetest.Lookup(K, 2)` runs `Lookup` at three levels with keys K,
 /// K/child, K/child/child, and `Leaf` (no key) before and after each nested
-/// call. A `Lookup` is kept by its own key only; every `Leaf` that runs
-/// while a kept `Lookup` is in flight on the goroutine is kept, including
-/// the ones after a left-out inner `Lookup` returned: its RET must close its
-/// own (skip) frame, not the kept outer one.
+/// call. A `Lookup` whose key matches is kept, and so is every call nested
+/// in it on the goroutine, other `Lookup`s with other keys included; a
+/// left-out outer `Lookup` must not swallow the kept inner ones, and its
+/// own `Leaf`s after they returned stay left out.
 #[test]
-fn filter_decides_nested_calls_of_the_same_function_by_their_own_value() {
+fn filter_keeps_every_call_nested_in_a_kept_one() {
     require_bpf();
     let etcd = Etcd::start().expect("start etcd");
     let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
@@ -442,17 +442,24 @@ fn filter_decides_nested_calls_of_the_same_function_by_their_own_value() {
     };
     let dir = tempfile::tempdir().unwrap();
 
-    // Exact: only the outer Lookup of /a matches; all six Leafs run inside it.
+    // Exact: only the outer Lookup of /a matches; the two inner Lookups and
+    // all six Leafs run inside it.
     let path = dir.path().join("exact.trace");
     let run = Trace::start(api.pid(), &funcs, &["--filter", "key=/a", "--args", "--output", path.to_str().unwrap()]);
     get("/a");
     get("/b");
     let (summary, _) = run.finish();
-    assert_eq!((calls(&summary, lookup), calls(&summary, leaf)), (1, 6), "{summary:#?}");
+    assert_eq!((calls(&summary, lookup), calls(&summary, leaf)), (3, 6), "{summary:#?}");
     let t = read_trace(&path);
-    assert_eq!(str_args(&t, lookup, "key"), ["/a"]);
-    // The kept Lookup encloses every kept Leaf: it was closed by its own RET.
-    let outer = t.calls.iter().find(|c| c.func == func_id(&t, lookup)).unwrap();
+    let mut keys = str_args(&t, lookup, "key");
+    keys.sort();
+    assert_eq!(keys, ["/a", "/a/child", "/a/child/child"]);
+    // The outer Lookup encloses every kept Leaf: it was closed by its own RET.
+    let outer = t
+        .calls
+        .iter()
+        .find(|c| c.func == func_id(&t, lookup) && c.args.get("key") == Some(&ArgValue::Str("/a".into())))
+        .unwrap();
     let leaves: Vec<_> = t.calls.iter().filter(|c| c.func == func_id(&t, leaf)).collect();
     assert_eq!(leaves.len(), 6);
     for l in &leaves {
