@@ -94,6 +94,11 @@ fn storage_exact(v: KubeVariant) {
             other => panic!("{v}: no key captured: {other:?} in {c:?}"),
         })
         .collect();
+    // Goroutine ids come from the DWARF that gives the types: the target's
+    // own, or for the stripped build the --symbols file's.
+    for c in t.calls.iter().filter(|c| c.func == create) {
+        assert!(c.goid.is_some_and(|id| id > 0), "{v}: no goroutine id in {c:?}");
+    }
     let created: BTreeSet<String> = report.keys.iter().cloned().collect();
     assert_eq!(created.len(), spec.creates as usize);
     assert_eq!(captured, created, "{v}: captured keys are the keys the load created");

@@ -86,6 +86,9 @@ pub struct Options {
     /// The `--filter` pattern; the functions with its argument say so in
     /// their configs (`CFG_FILTER_ARG`).
     pub filter: Option<Filter>,
+    /// Offset of `goid` in `runtime.g`, from the DWARF that gives the
+    /// types; without it events carry no goroutine id.
+    pub goid_offset: Option<u64>,
 }
 
 /// One function of the session.
@@ -162,9 +165,8 @@ impl Session {
         let mut global: Array<_, GlobalConfig> =
             Array::try_from(ebpf.map_mut("CONFIG").ok_or(AttachError::Missing("CONFIG map"))?)
                 .map_err(map_err("CONFIG"))?;
-        let goid_offset = binary.dwarf().ok().flatten().and_then(|d| d.struct_member_offset("runtime.g", "goid"));
         global
-            .set(0, GlobalConfig { sample_mask: 0, goid_offset: goid_offset.unwrap_or(0) }, 0)
+            .set(0, GlobalConfig { sample_mask: 0, goid_offset: options.goid_offset.unwrap_or(0) }, 0)
             .map_err(map_err("CONFIG"))?;
         // Set before any probe is attached, so no call is counted unfiltered.
         if let Some(filter) = options.filter {

@@ -205,8 +205,12 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
 
     let mono_start = events::monotonic_ns();
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let options =
-        Options { count_only: args.count_only, bare: args.bare, filter: filter.as_ref().map(FilterSpec::to_kernel) };
+    let options = Options {
+        count_only: args.count_only,
+        bare: args.bare,
+        filter: filter.as_ref().map(FilterSpec::to_kernel),
+        goid_offset: planned.goid_offset(),
+    };
     let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
     let started = Instant::now();
     let who = pid.map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));

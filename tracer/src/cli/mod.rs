@@ -118,6 +118,16 @@ impl Planned {
             Types::Symbols(file) => file.params(f),
         }
     }
+
+    /// The offset of `runtime.g.goid`, from whichever DWARF gives the types
+    /// (a stripped target gets goroutine ids through `--symbols`).
+    fn goid_offset(&self) -> Option<u64> {
+        let dwarf = match &self.types {
+            Types::Own(dwarf) => dwarf.as_ref()?,
+            Types::Symbols(file) => file.dwarf(),
+        };
+        dwarf.struct_member_offset("runtime.g", "goid")
+    }
 }
 
 /// Parses the command line, runs the command and returns the exit code.

@@ -82,6 +82,12 @@ impl SymbolsFile {
         }
     }
 
+    /// FILE's DWARF, which describes the target's types too (the files were
+    /// checked to hold the same code).
+    pub fn dwarf(&self) -> &Dwarf {
+        &self.dwarf
+    }
+
     /// Parameters then results of the target function `f`, from FILE's
     /// DWARF for the subprogram at the same entry.
     pub fn params(&self, f: &Function) -> Option<&[Param]> {
