@@ -154,8 +154,12 @@ fn go_command(go: &Path, src: &Path) -> Command {
 fn build_variant(go: &Path, src: &Path, variant: &str, args: &[String], out: &Path) -> Result<Stats> {
     let start = Instant::now();
     eprintln!("kube: downloading the modules of k8s.io/kubernetes {VERSION} (cached after the first time)");
-    crate::run(go_command(go, src).args(["mod", "download", "-x"]).stdout(Stdio::null()).stderr(Stdio::null()))
-        .context("go mod download (is the Go module proxy reachable?)")?;
+    let download = go_command(go, src).args(["mod", "download"]).output().context("running go mod download")?;
+    ensure!(
+        download.status.success(),
+        "go mod download failed (is the Go module proxy reachable?): {}",
+        String::from_utf8_lossy(&download.stderr).trim()
+    );
     let total = count_packages(go, src)?;
     eprintln!("kube: building kube-apiserver {VERSION} ({variant}): up to {total} packages to compile");
     let mut child = go_command(go, src)
