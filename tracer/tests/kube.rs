@@ -136,11 +136,22 @@ fn authn_authz_admission_see_an_ordinary_users_requests() {
     require_bpf();
     let _one = serial();
     let (_etcd, api) = start(KubeVariant::Release);
-    let trace = Trace::start(api.pid(), "authn,authz,admission", &[]);
+    // With arguments captured, alice's bearer token (the token cache's
+    // and the token file's string argument) must still leave no trace.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authn.trace");
+    let trace =
+        Trace::start(api.pid(), "authn,authz,admission", &["--args", "--stacks", "--output", path.to_str().unwrap()]);
     let spec = load_spec();
     let report = api.load(&spec).expect("load as alice");
     assert_eq!(report.errors, 0);
-    let (summary, _) = trace.finish();
+    let (summary, stderr) = trace.finish();
+    let token = api.token(User::Alice);
+    let written = std::fs::read_to_string(&path).expect("the trace file");
+    assert!(written.contains("<redacted"), "the token arguments are marked as redacted");
+    assert!(!written.contains(token), "alice's token is in the trace file");
+    assert!(!stderr.iter().any(|l| l.contains(token)), "alice's token is on stderr");
+    assert!(!serde_json::to_string(&summary).unwrap().contains(token));
     let requests = u64::from(spec.creates + spec.gets + spec.missing_gets + spec.deletes);
     let calls = |s: &str| summary.functions.iter().filter(|f| f.symbol.contains(s)).map(|f| f.calls).max();
     let rbac = calls(RBAC).unwrap_or_else(|| panic!("{RBAC} not traced: {}", symbols(&summary)));
