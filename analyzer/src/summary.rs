@@ -30,7 +30,7 @@ pub struct LatencyNs {
 }
 
 /// One traced function.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FunctionSummary {
     /// Fully qualified Go symbol.
     pub symbol: String,
@@ -40,10 +40,16 @@ pub struct FunctionSummary {
     pub errors: Option<u64>,
     /// Latency; `null` when not measured.
     pub latency_ns: Option<LatencyNs>,
+    /// Share of the session during which the function's RET probes were
+    /// attached: 1.0 when every call was timed, less when `--max-overhead`
+    /// rotated them, and `errors` and `latency_ns` cover only that share;
+    /// `null` when not measured (count-only).
+    #[serde(default)]
+    pub sampled_fraction: Option<f64>,
 }
 
 /// The whole document.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// What was measured.
     pub mode: Mode,
@@ -55,6 +61,12 @@ pub struct Summary {
     pub dropped_events: u64,
     /// Wall time between attach and the final read.
     pub duration_ns: u64,
+    /// How long placing the probes took, in seconds.
+    #[serde(default)]
+    pub attach_seconds: Option<f64>,
+    /// How long removing them took, in seconds.
+    #[serde(default)]
+    pub detach_seconds: Option<f64>,
 }
 
 #[cfg(test)]
@@ -66,9 +78,17 @@ mod tests {
         let s = Summary {
             mode: Mode::CountOnly,
             pid: Some(42),
-            functions: vec![FunctionSummary { symbol: "main.f".into(), calls: 3, errors: None, latency_ns: None }],
+            functions: vec![FunctionSummary {
+                symbol: "main.f".into(),
+                calls: 3,
+                errors: None,
+                latency_ns: None,
+                sampled_fraction: None,
+            }],
             dropped_events: 0,
             duration_ns: 5,
+            attach_seconds: Some(0.25),
+            detach_seconds: None,
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(v["functions"][0]["symbol"], "main.f");

@@ -141,8 +141,9 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// Exact totals of one function over the whole trace. Never sampled.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Exact totals of one function over the whole trace. Calls are never
+/// sampled; latency and errors cover `sampled_fraction` of the trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FunctionStats {
     /// Index into `header.functions`.
     pub func: u32,
@@ -158,6 +159,11 @@ pub struct FunctionStats {
     /// Why tracing of this function stopped early (e.g. over `--max-rate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detached: Option<String>,
+    /// Share of the trace during which the function's RET probes were
+    /// attached (1.0: every call timed; less under `--max-overhead`), so
+    /// latency and errors come from that share; absent in count-only mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_fraction: Option<f64>,
 }
 
 /// A pprof profile stored with the trace.
@@ -402,6 +408,7 @@ mod tests {
             errors: Some(1),
             latency_ns: Some(LatencyNs { p50: 1, p90: 2, p99: 3, max: 4, sum: 5 }),
             histogram: vec![Bucket { lo: 1, hi: 2, count: 1 }],
+            sampled_fraction: Some(0.5),
             detached: None,
         };
         let bytes = write(&[Record::Call(call()), Record::Function(stats.clone())]);

@@ -184,6 +184,9 @@ pub const CFG_ARGS: u32 = 1 << 4;
 /// Without it, a call is kept iff it runs nested inside a kept call of such
 /// a function on the same goroutine.
 pub const CFG_FILTER_ARG: u32 = 1 << 5;
+/// The function is detached: its entry probe, if it still fires, counts
+/// nothing.
+pub const CFG_OFF: u32 = 1 << 6;
 
 /// What the kernel does for one function, set by user space before attach
 /// and changed while running (e.g. to stop tracking a detached function).
@@ -210,6 +213,10 @@ pub struct FuncConfig {
     pub filter_ptr: ArgLoc,
     /// Length of the `--filter` argument.
     pub filter_len: ArgLoc,
+    /// Bumped by user space each time the function's RET probes are removed
+    /// (latency paused). A frame pushed under another epoch may have missed
+    /// its RET, so a RET that finds it does not time it.
+    pub epoch: u32,
 }
 
 impl Default for FuncConfig {
@@ -224,6 +231,7 @@ impl Default for FuncConfig {
             secret_len: ArgLoc::default(),
             filter_ptr: ArgLoc::default(),
             filter_len: ArgLoc::default(),
+            epoch: 0,
         }
     }
 }
@@ -244,6 +252,10 @@ pub struct Frame {
     pub secret_len: u32,
     /// `FRAME_*` bits.
     pub flags: u32,
+    /// The function's [`FuncConfig::epoch`] at entry.
+    pub epoch: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// Entry time, `bpf_ktime_get_ns`.
     pub start_ns: u64,
     /// Return address at entry: the direct caller, which a frame-pointer
@@ -388,8 +400,8 @@ mod tests {
         assert_eq!(size_of::<FuncCounters>(), 72);
         assert_eq!(align_of::<FuncCounters>(), 8);
         assert_eq!(size_of::<ArgLoc>(), 8);
-        assert_eq!(size_of::<FuncConfig>(), 8 + 8 * (2 + MAX_SCALARS + 3));
-        assert_eq!(size_of::<Frame>(), 40 + 8 * MAX_SCALARS + STR_CAP);
+        assert_eq!(size_of::<FuncConfig>(), 8 + 8 * (2 + MAX_SCALARS + 3) + 4);
+        assert_eq!(size_of::<Frame>(), 48 + 8 * MAX_SCALARS + STR_CAP);
         assert_eq!(size_of::<Filter>(), 8 + STR_CAP);
         assert_eq!(size_of::<GStack>(), 8 + MAX_DEPTH * size_of::<Frame>());
         assert_eq!(size_of::<CallEvent>(), 56 + 8 * MAX_SCALARS + 8 + STR_CAP);

@@ -24,7 +24,10 @@
 //!
 //! RET: pops the innermost frame of the same function, so recursion pairs
 //! correctly and frames left by a call that panicked and was recovered are
-//! dropped when an outer call returns. `runtime.goexit1` discards whatever a
+//! dropped when an outer call returns. Under an overhead budget user space
+//! removes and restores a function's RET probes in turns; each removal bumps
+//! the function's epoch, and a frame from another epoch is dropped untimed,
+//! because the RET that finds it may belong to a later call. `runtime.goexit1` discards whatever a
 //! dying goroutine left; the LRU map bounds the rest.
 #![no_std]
 #![no_main]
@@ -38,7 +41,7 @@ use aya_ebpf::{
     programs::{ProbeContext, tracing::StackIdContext},
 };
 use tracer_common::{
-    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR,
+    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_OFF, CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR,
     EV_SECRET, EV_STR, FILTER_ON, FILTER_PREFIX, FRAME_ANCHOR, FRAME_SECRET, FRAME_SKIP, Filter, FuncConfig,
     FuncCounters, GStack, GlobalConfig, GlobalStats, LOC_REG, LOC_STACK, MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP,
     SiteKind, hist,
@@ -112,6 +115,9 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
         c.calls += 1;
         return;
     };
+    if cfg.flags & CFG_OFF != 0 {
+        return;
+    }
     let g = regs.r14;
     let sp = regs.rsp;
     let args = &arg_regs(regs);
@@ -169,6 +175,7 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     };
     frame.func = func;
     frame.flags = frame_flags;
+    frame.epoch = cfg.epoch;
     if skip {
         // A left-out call still takes a frame, so its RET pairs with it and
         // not with an outer kept call of the same function.
@@ -273,7 +280,9 @@ fn nested_in_kept(g: u64) -> bool {
             break;
         }
         let f = &stack.frames[i];
-        if f.flags & FRAME_ANCHOR != 0 && FUNC_CONFIG.get(f.func).is_some_and(|c| c.flags & CFG_TRACK != 0) {
+        if f.flags & FRAME_ANCHOR != 0
+            && FUNC_CONFIG.get(f.func).is_some_and(|c| c.flags & CFG_TRACK != 0 && c.epoch == f.epoch)
+        {
             return true;
         }
     }
@@ -351,6 +360,18 @@ fn on_return(regs: &pt_regs, func: u32) {
         return;
     };
     let Some(frame) = stack.frames.get(depth) else { return };
+    let Some(cfg) = FUNC_CONFIG.get(func) else { return };
+    if frame.epoch != cfg.epoch {
+        // The function's RET probes were removed and put back since this
+        // frame was pushed: its own RET may have gone unseen, so this RET
+        // may belong to a later call. Drop it; time nothing.
+        c.unmatched_returns += 1;
+        stack.depth = depth as u32;
+        if depth == 0 && stack.overflow == 0 {
+            let _ = INFLIGHT.remove(g);
+        }
+        return;
+    }
     if frame.flags & FRAME_SKIP != 0 {
         // A call --filter left out: pop it, record nothing.
         stack.depth = depth as u32;
@@ -374,7 +395,6 @@ fn on_return(regs: &pt_regs, func: u32) {
             unsafe { (*h)[b] += 1 };
         }
     }
-    let Some(cfg) = FUNC_CONFIG.get(func) else { return };
     let mut flags = 0;
     if cfg.flags & CFG_ERRORS != 0 && reg(&arg_regs(regs), cfg.err_reg) != 0 {
         c.errors += 1;

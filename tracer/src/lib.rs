@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod attach;
+pub mod budget;
 pub mod cli;
 pub mod error;
 pub mod plan;

@@ -33,6 +33,7 @@ fn trace() -> Trace {
         latency_ns: Some(LatencyNs { p50: max, p90: max, p99: max, max, sum }),
         histogram: vec![],
         detached: None,
+        sampled_fraction: Some(1.0),
     };
     Trace {
         header: Some(Header {

@@ -10,9 +10,14 @@ pub mod calibrate;
 pub mod config;
 pub mod events;
 pub mod filter;
+pub mod multi;
 pub mod privileges;
 
-use std::{num::NonZeroU32, path::PathBuf};
+use std::{
+    num::NonZeroU32,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use analyzer::hist::Histogram;
 use aya::{
@@ -20,14 +25,15 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
         UProbe,
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope},
     },
 };
 use tracer_common::{
-    CFG_TRACK, CallEvent, Cookie, Filter, FuncConfig, FuncCounters, GlobalConfig, GlobalStats, MAX_FUNCS, SiteKind,
-    hist::BUCKETS,
+    CFG_OFF, CFG_TRACK, CallEvent, Cookie, Filter, FuncConfig, FuncCounters, GlobalConfig, GlobalStats, MAX_FUNCS,
+    SiteKind, hist::BUCKETS,
 };
 
+use self::multi::{MultiError, MultiLink, MultiProgram};
 use crate::{
     plan::{EntryKind, ProbePlan},
     resolve::Binary,
@@ -73,6 +79,21 @@ pub enum AttachError {
     /// A planned address has no file offset.
     #[error(transparent)]
     Resolve(#[from] crate::resolve::ResolveError),
+    /// A uprobe_multi program or link failed.
+    #[error(transparent)]
+    Multi(#[from] MultiError),
+}
+
+/// How probes are tied to ktrace's file descriptors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Links {
+    /// uprobe_multi where the kernel has it (Linux 6.6+), else perf_event.
+    #[default]
+    Auto,
+    /// One uprobe_multi link per batch of sites; fails where unsupported.
+    Multi,
+    /// One perf_event per site (older kernels).
+    Perf,
 }
 
 /// What to place and what the kernel side should record.
@@ -89,14 +110,79 @@ pub struct Options {
     /// Offset of `goid` in `runtime.g`, from the DWARF that gives the
     /// types; without it events carry no goroutine id.
     pub goid_offset: Option<u64>,
+    /// The kind of links to use.
+    pub links: Links,
+}
+
+/// Probes owned together: closing them removes them all.
+enum Probes {
+    Multi(MultiLink),
+    Perf(Vec<UProbeLink>),
+}
+
+impl Probes {
+    fn len(&self) -> usize {
+        match self {
+            Self::Multi(l) => l.sites(),
+            Self::Perf(v) => v.len(),
+        }
+    }
+}
+
+/// Closes probes on other threads. Closing waits for a kernel grace period
+/// (about 0.1 s here for each perf_event uprobe); closed one after another,
+/// hundreds of them took a minute. Concurrent closes share grace periods.
+#[derive(Default)]
+struct Closer {
+    pending: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// At most this many probe sets closed by one thread.
+const CLOSE_PER_THREAD: usize = 4;
+
+impl Closer {
+    fn close(&mut self, probes: Vec<Probes>) {
+        // Perf links are split so each closes on its own thread's turn.
+        let mut units: Vec<Probes> = Vec::new();
+        for p in probes {
+            match p {
+                Probes::Perf(v) => units.extend(v.into_iter().map(|l| Probes::Perf(vec![l]))),
+                m => units.push(m),
+            }
+        }
+        while !units.is_empty() {
+            let chunk: Vec<Probes> = units.drain(..units.len().min(CLOSE_PER_THREAD)).collect();
+            // Without a thread, spawn drops the chunk here: closed serially,
+            // slower but still correct.
+            if let Ok(h) = std::thread::Builder::new().name("ktrace-close".into()).spawn(move || drop(chunk)) {
+                self.pending.push(h);
+            }
+        }
+        self.pending.retain(|h| !h.is_finished());
+    }
+
+    fn wait(&mut self) {
+        for h in self.pending.drain(..) {
+            let _ = h.join();
+        }
+    }
 }
 
 /// One function of the session.
 struct Traced {
     symbol: String,
     config: FuncConfig,
-    entry: Option<UProbeLinkId>,
-    rets: Vec<UProbeLinkId>,
+    /// Its RET sites as (file offset, cookie), kept to put them back.
+    ret_sites: Vec<(u64, u64)>,
+    /// Its entry probe, when it has one of its own (perf links).
+    entry: Option<Probes>,
+    /// Counting: false once detached.
+    counting: bool,
+    /// Its RET probes while they are attached.
+    rets: Option<Probes>,
+    /// Since when the RETs have been attached, and for how long before.
+    timed_since: Option<Instant>,
+    timed_before: Duration,
 }
 
 /// A live tracing session: the loaded object and its links. Dropping it
@@ -104,13 +190,24 @@ struct Traced {
 pub struct Session {
     ebpf: Ebpf,
     program: &'static str,
+    multi: Option<MultiProgram>,
+    target: PathBuf,
+    pid: Option<u32>,
     functions: Vec<Traced>,
+    /// Entry probes shared by all functions (one uprobe_multi link), and
+    /// `runtime.goexit1`'s.
+    shared: Vec<Probes>,
+    closer: Closer,
     events: Option<RingBuf<MapData>>,
     stacks: Option<StackTraceMap<MapData>>,
+    started: Instant,
+    ended: Option<Instant>,
     /// Number of probes placed.
     pub probes: usize,
     /// Number of those on instructions the kernel single-steps.
     pub single_stepped: usize,
+    /// How long placing them took.
+    pub attach_time: Duration,
 }
 
 /// Counters for one function, summed over CPUs.
@@ -126,6 +223,13 @@ pub struct FunctionCounts {
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
     move |source| AttachError::Map { map, source }
+}
+
+fn guard(kind: &EntryKind) -> (u8, bool) {
+    match *kind {
+        EntryKind::StackGuard { mask, taken_if_any } => (mask, taken_if_any),
+        _ => (0, false),
+    }
 }
 
 impl Session {
@@ -145,15 +249,16 @@ impl Session {
         goexit: Option<&ProbePlan>,
         options: &Options,
     ) -> Result<Self, AttachError> {
+        let begun = Instant::now();
         if plans.len() > MAX_FUNCS as usize {
             return Err(AttachError::TooManyFunctions(plans.len()));
         }
-        let (target, scope) = match pid {
+        let target = match pid {
             Some(pid) => {
-                let pid = NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
-                (PathBuf::from(format!("/proc/{pid}/exe")), UProbeScope::OneProcess(pid))
+                NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
+                PathBuf::from(format!("/proc/{pid}/exe"))
             }
-            None => (binary.path().to_path_buf(), UProbeScope::AllProcesses),
+            None => binary.path().to_path_buf(),
         };
         let mut ebpf = EbpfLoader::new().map_max_entries("HIST", plans.len().max(1) as u32).load(EBPF_OBJECT)?;
         let mut config_map: Array<_, FuncConfig> =
@@ -177,79 +282,191 @@ impl Session {
         }
 
         let program_name = if options.bare { BARE_PROGRAM } else { PROGRAM };
-        let program: &mut UProbe = ebpf
-            .program_mut(program_name)
-            .ok_or(AttachError::Missing("uprobe program"))?
-            .try_into()
-            .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
-        program.load().map_err(|source| AttachError::Program { what: "loading the uprobe program".into(), source })?;
-
-        let mut attach_site = |addr: u64, cookie: Cookie, name: &str| -> Result<UProbeLinkId, AttachError> {
-            let offset = binary.file_offset(addr)?;
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: Some(cookie.encode()),
-            };
-            program.attach(point, &target, scope).map_err(|source| AttachError::Program {
-                what: format!("attaching to {name} at {addr:#x} (file offset {offset:#x})"),
-                source,
-            })
+        let multi = match options.links {
+            Links::Perf => None,
+            Links::Multi => Some(MultiProgram::load(&ebpf, EBPF_OBJECT, program_name)?),
+            Links::Auto => MultiProgram::load(&ebpf, EBPF_OBJECT, program_name).ok(),
+        };
+        if multi.is_none() {
+            let program: &mut UProbe = ebpf
+                .program_mut(program_name)
+                .ok_or(AttachError::Missing("uprobe program"))?
+                .try_into()
+                .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
+            program
+                .load()
+                .map_err(|source| AttachError::Program { what: "loading the uprobe program".into(), source })?;
+        }
+        let mut session = Self {
+            ebpf,
+            program: program_name,
+            multi,
+            target,
+            pid,
+            functions: Vec::with_capacity(plans.len()),
+            shared: Vec::new(),
+            closer: Closer::default(),
+            events: None,
+            stacks: None,
+            started: begun,
+            ended: None,
+            probes: 0,
+            single_stepped: 0,
+            attach_time: Duration::ZERO,
         };
 
-        let mut functions = Vec::with_capacity(plans.len());
-        let (mut probes, mut single_stepped) = (0, 0);
+        let mut entries = Vec::with_capacity(plans.len() + 1);
         for (id, plan) in plans.iter().enumerate() {
-            let (guard_mask, guard_taken_if_any) = match plan.entry_kind {
-                EntryKind::StackGuard { mask, taken_if_any } => (mask, taken_if_any),
-                _ => (0, false),
-            };
+            let (guard_mask, guard_taken_if_any) = guard(&plan.entry_kind);
             let func_id = id as u32;
-            let name = &plan.function.name;
             let config = configs.get(id).copied().unwrap_or_default();
-            // RET probes go in before the entry probe: an entry seen before
-            // its RETs could be would leave a frame that no RET ever pops,
-            // and a goroutine that fills its frames that way (a hot loop on
-            // one goroutine) is never timed again. A RET seen before its
-            // entry only counts as unmatched.
-            let mut rets = Vec::new();
-            if !options.count_only && (options.bare || config.flags & CFG_TRACK != 0) {
+            let tracked = !options.count_only && (options.bare || config.flags & CFG_TRACK != 0);
+            let mut ret_sites = Vec::new();
+            if tracked {
                 for ret in &plan.rets {
                     let cookie = Cookie { func_id, kind: SiteKind::Return, guard_mask: 0, guard_taken_if_any: false };
-                    rets.push(attach_site(ret.addr, cookie, name)?);
-                    probes += 1;
-                    single_stepped += usize::from(!ret.emulated);
+                    ret_sites.push((binary.file_offset(ret.addr)?, cookie.encode()));
+                    session.single_stepped += usize::from(!ret.emulated);
                 }
             }
             let cookie = Cookie { func_id, kind: SiteKind::Entry, guard_mask, guard_taken_if_any };
-            let entry = attach_site(plan.entry.addr, cookie, name)?;
-            probes += 1;
-            single_stepped += usize::from(!plan.entry.emulated);
-            functions.push(Traced { symbol: plan.label(), config, entry: Some(entry), rets });
+            entries.push((binary.file_offset(plan.entry.addr)?, cookie.encode()));
+            session.single_stepped += usize::from(!plan.entry.emulated);
+            session.functions.push(Traced {
+                symbol: plan.label(),
+                config,
+                ret_sites,
+                entry: None,
+                counting: true,
+                rets: None,
+                timed_since: None,
+                timed_before: Duration::ZERO,
+            });
         }
-        if let Some(goexit) = goexit.filter(|_| !options.count_only && !options.bare) {
-            let (guard_mask, guard_taken_if_any) = match goexit.entry_kind {
-                EntryKind::StackGuard { mask, taken_if_any } => (mask, taken_if_any),
-                _ => (0, false),
-            };
-            let cookie = Cookie { func_id: 0, kind: SiteKind::Goexit, guard_mask, guard_taken_if_any };
-            attach_site(goexit.entry.addr, cookie, &goexit.function.name)?;
-            probes += 1;
-            single_stepped += usize::from(!goexit.entry.emulated);
+        // RET probes go in before the entry probes: an entry seen before its
+        // RETs could be would leave a frame that no RET ever pops, and a
+        // goroutine that fills its frames that way (a hot loop on one
+        // goroutine) is never timed again. A RET seen before its entry only
+        // counts as unmatched.
+        for id in 0..plans.len() {
+            if !session.functions[id].ret_sites.is_empty() {
+                session.attach_returns(id)?;
+            }
+        }
+        let goexit = goexit.filter(|_| !options.count_only && !options.bare);
+        let goexit_site = match goexit {
+            Some(g) => {
+                let (guard_mask, guard_taken_if_any) = guard(&g.entry_kind);
+                let cookie = Cookie { func_id: 0, kind: SiteKind::Goexit, guard_mask, guard_taken_if_any };
+                session.single_stepped += usize::from(!g.entry.emulated);
+                Some((binary.file_offset(g.entry.addr)?, cookie.encode()))
+            }
+            None => None,
+        };
+        if session.multi.is_some() {
+            entries.extend(goexit_site);
+            let link = session.link(&entries, "the entry sites")?;
+            session.probes += link.len();
+            session.shared.push(link);
+        } else {
+            for (id, site) in entries.iter().enumerate() {
+                let link = session.link(&[*site], &plans[id].function.name)?;
+                session.probes += 1;
+                session.functions[id].entry = Some(link);
+            }
+            if let Some(site) = goexit_site {
+                let link = session.link(&[site], "runtime.goexit1")?;
+                session.probes += 1;
+                session.shared.push(link);
+            }
         }
 
-        let events = ebpf.take_map("EVENTS").map(RingBuf::try_from).transpose().map_err(map_err("EVENTS"))?;
-        let stacks = ebpf.take_map("STACKS").map(StackTraceMap::try_from).transpose().map_err(map_err("STACKS"))?;
-        Ok(Self { ebpf, program: program_name, functions, events, stacks, probes, single_stepped })
+        session.events =
+            session.ebpf.take_map("EVENTS").map(RingBuf::try_from).transpose().map_err(map_err("EVENTS"))?;
+        session.stacks =
+            session.ebpf.take_map("STACKS").map(StackTraceMap::try_from).transpose().map_err(map_err("STACKS"))?;
+        session.attach_time = begun.elapsed();
+        session.started = Instant::now();
+        Ok(session)
     }
 
-    /// True when function `id` still has its entry probe.
+    /// True when the probes are uprobe_multi links.
+    pub fn batched(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// Probes `sites` of the target as one set.
+    fn link(&mut self, sites: &[(u64, u64)], what: &str) -> Result<Probes, AttachError> {
+        if let Some(multi) = &self.multi {
+            return Ok(Probes::Multi(multi.attach(&self.target, self.pid, sites)?));
+        }
+        let scope = match self.pid.and_then(NonZeroU32::new) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        let target = self.target.clone();
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(self.program)
+            .ok_or(AttachError::Missing("uprobe program"))?
+            .try_into()
+            .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
+        let mut links = Vec::with_capacity(sites.len());
+        for &(offset, cookie) in sites {
+            let point =
+                UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(offset), cookie: Some(cookie) };
+            let id = program.attach(point, &target, scope).map_err(|source| AttachError::Program {
+                what: format!("attaching to {what} at file offset {offset:#x}"),
+                source,
+            })?;
+            links.push(
+                program
+                    .take_link(id)
+                    .map_err(|source| AttachError::Program { what: "taking a link".into(), source })?,
+            );
+        }
+        Ok(Probes::Perf(links))
+    }
+
+    fn attach_returns(&mut self, id: usize) -> Result<(), AttachError> {
+        let sites = self.functions[id].ret_sites.clone();
+        let what = self.functions[id].symbol.clone();
+        let link = self.link(&sites, &what)?;
+        self.probes += link.len();
+        let f = &mut self.functions[id];
+        f.rets = Some(link);
+        f.timed_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// True when function `id` is still counted.
     pub fn is_attached(&self, id: u32) -> bool {
-        self.functions.get(id as usize).is_some_and(|f| f.entry.is_some())
+        self.functions.get(id as usize).is_some_and(|f| f.counting)
     }
 
-    /// True when function `id` still has RET probes (latency is measured).
+    /// True when function `id` has RET probes attached now (latency is
+    /// being measured).
     pub fn has_returns(&self, id: u32) -> bool {
-        self.functions.get(id as usize).is_some_and(|f| !f.rets.is_empty())
+        self.functions.get(id as usize).is_some_and(|f| f.rets.is_some())
+    }
+
+    /// True when function `id` was planned with RET probes at all.
+    pub fn is_tracked(&self, id: u32) -> bool {
+        self.functions.get(id as usize).is_some_and(|f| !f.ret_sites.is_empty())
+    }
+
+    /// The share of the session so far during which function `id`'s RET
+    /// probes were attached: 1.0 when its latency covers every call,
+    /// `None` when it was never planned with RET probes.
+    pub fn sampled_fraction(&self, id: u32) -> Option<f64> {
+        let f = self.functions.get(id as usize).filter(|f| !f.ret_sites.is_empty())?;
+        let now = self.ended.unwrap_or_else(Instant::now);
+        let total = now.duration_since(self.started).as_secs_f64();
+        let on = f.timed_before + f.timed_since.map_or(Duration::ZERO, |t| now.duration_since(t.max(self.started)));
+        if total <= 0.0 {
+            return Some(1.0);
+        }
+        Some((on.as_secs_f64() / total).clamp(0.0, 1.0))
     }
 
     /// Reads the exact counters and histograms of every function.
@@ -343,42 +560,93 @@ impl Session {
         map.set(id, config, 0).map_err(map_err("FUNC_CONFIG"))
     }
 
-    fn program(&mut self) -> Result<&mut UProbe, AttachError> {
-        self.ebpf
-            .program_mut(self.program)
-            .ok_or(AttachError::Missing("uprobe program"))?
-            .try_into()
-            .map_err(|source| AttachError::Program { what: "program type".into(), source })
-    }
-
-    /// Stops tracking latency of function `id`: its RET probes are removed,
-    /// its exact call count goes on. Returns the number of probes removed.
-    pub fn detach_returns(&mut self, id: u32) -> Result<usize, AttachError> {
-        let Some(f) = self.functions.get_mut(id as usize) else { return Ok(0) };
-        let rets = std::mem::take(&mut f.rets);
-        let mut config = f.config;
-        config.flags &= !CFG_TRACK;
-        f.config = config;
-        self.set_config(id, config)?;
-        let n = rets.len();
-        let program = self.program()?;
-        for link in rets {
-            program
-                .detach(link)
-                .map_err(|source| AttachError::Program { what: "detaching a RET probe".into(), source })?;
+    /// Pauses (`on == false`) or resumes the latency of function `id`: its
+    /// RET probes are removed or put back; its exact call count goes on
+    /// either way. Returns whether anything changed.
+    pub fn set_returns(&mut self, id: u32, on: bool) -> Result<bool, AttachError> {
+        let i = id as usize;
+        let Some(f) = self.functions.get(i) else { return Ok(false) };
+        if f.ret_sites.is_empty() || !f.counting || f.rets.is_some() == on {
+            return Ok(false);
         }
-        self.probes -= n;
-        Ok(n)
+        if on {
+            // RETs first, then frames: see `attach`.
+            self.attach_returns(i)?;
+            let mut config = self.functions[i].config;
+            config.flags |= CFG_TRACK;
+            self.functions[i].config = config;
+            self.set_config(id, config)?;
+        } else {
+            // No new frames, and every frame pushed so far belongs to an
+            // epoch that ends now; then the RETs go.
+            let mut config = self.functions[i].config;
+            config.flags &= !CFG_TRACK;
+            config.epoch = config.epoch.wrapping_add(1);
+            self.functions[i].config = config;
+            self.set_config(id, config)?;
+            let f = &mut self.functions[i];
+            if let Some(since) = f.timed_since.take() {
+                f.timed_before += since.max(self.started).elapsed();
+            }
+            if let Some(rets) = f.rets.take() {
+                self.probes -= rets.len();
+                self.closer.close(vec![rets]);
+            }
+        }
+        Ok(true)
     }
 
-    /// Removes every probe of function `id`; its counters keep their values.
+    /// Stops tracking latency of function `id` for good: its RET probes are
+    /// removed, its exact call count goes on. Returns the number of probes
+    /// removed.
+    pub fn detach_returns(&mut self, id: u32) -> Result<usize, AttachError> {
+        let before = self.probes;
+        self.set_returns(id, false)?;
+        if let Some(f) = self.functions.get_mut(id as usize) {
+            f.ret_sites.clear();
+        }
+        Ok(before - self.probes)
+    }
+
+    /// Stops counting function `id`; its counters keep their values.
     pub fn detach_function(&mut self, id: u32) -> Result<(), AttachError> {
-        self.detach_returns(id)?;
-        let Some(entry) = self.functions.get_mut(id as usize).and_then(|f| f.entry.take()) else { return Ok(()) };
-        self.program()?
-            .detach(entry)
-            .map_err(|source| AttachError::Program { what: "detaching an entry probe".into(), source })?;
-        self.probes -= 1;
+        self.set_returns(id, false)?;
+        let Some(f) = self.functions.get_mut(id as usize) else { return Ok(()) };
+        f.counting = false;
+        let mut config = f.config;
+        config.flags |= CFG_OFF;
+        f.config = config;
+        let entry = f.entry.take();
+        self.set_config(id, config)?;
+        if let Some(entry) = entry {
+            self.probes -= entry.len();
+            self.closer.close(vec![entry]);
+        }
         Ok(())
+    }
+
+    /// Removes every probe, closing them concurrently, and waits until the
+    /// kernel has let go of all of them. Returns how long that took.
+    pub fn detach_all(&mut self) -> Duration {
+        let begun = Instant::now();
+        self.ended.get_or_insert(begun);
+        let mut all: Vec<Probes> = std::mem::take(&mut self.shared);
+        for f in &mut self.functions {
+            all.extend(f.entry.take());
+            all.extend(f.rets.take());
+            if let Some(since) = f.timed_since.take() {
+                f.timed_before += begun.saturating_duration_since(since.max(self.started));
+            }
+        }
+        self.probes = 0;
+        self.closer.close(all);
+        self.closer.wait();
+        begun.elapsed()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.detach_all();
     }
 }

@@ -22,12 +22,13 @@ mod watch;
 use super::{TargetArgs, live};
 use crate::{
     attach::{
-        FunctionCounts, Options, Session, calibrate,
+        FunctionCounts, Links, Options, Session, calibrate,
         config::{self, Captures, FilterArg, Wants},
         events::{self, Symbolizer},
         filter::FilterSpec,
         privileges,
     },
+    budget,
     error::Error,
     plan::{Planner, ProbePlan, Target, abi, abi::Slot, amd64, secrets, signatures},
     resolve::Function,
@@ -52,11 +53,6 @@ Examples:
   ktrace attach --pid 4242 --funcs storage --filter 'key=/registry/configmaps/my-ns/*' --args --output ns.trace
   # secret arguments (tokens, passwords) are recorded as <redacted N bytes>; this captures them in the clear
   ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace";
-
-/// A function called more often than this per second is detached unless
-/// --max-rate says otherwise: at ~20 µs per single-stepped RET hit, 20 000
-/// calls/s would cost 40 % of a CPU.
-const DEFAULT_MAX_RATE: u64 = 20_000;
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
@@ -95,12 +91,22 @@ pub struct AttachArgs {
     /// Write every traced call and the histograms to this trace file (JSON Lines; see docs/trace-format.md)
     #[arg(long, value_name = "TRACE")]
     output: Option<PathBuf>,
-    /// Detach a function called more than N times per second (0: never)
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RATE)]
+    /// Stop counting a function called more than N times per second (0: never)
+    #[arg(long, value_name = "N", default_value_t = 0)]
     max_rate: u64,
-    /// Keep the estimated overhead under PCT % of one CPU by removing the costliest RET probes first
-    #[arg(long, value_name = "PCT")]
-    max_overhead: Option<f64>,
+    /// Keep the probes' estimated cost under PCT % of the target's CPU time (of one CPU without
+    /// --pid): each function's RET probes are attached for a share of every 5 s window, sized from
+    /// the per-hit cost and its call rate, and its latency is reported with that `sampled_fraction`;
+    /// counts stay exact. 0 keeps every RET probe attached (every call timed)
+    #[arg(long, value_name = "PCT", default_value_t = budget::DEFAULT_MAX_OVERHEAD)]
+    max_overhead: f64,
+    /// Same as --max-overhead 0: every RET probe stays attached and every call is timed
+    #[arg(long)]
+    no_budget: bool,
+    /// How probes are tied to ktrace: `multi` (uprobe_multi links, Linux >= 6.6: attach and detach
+    /// in one call each), `perf` (one perf_event per site), or `auto` (multi where the kernel has it)
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Links::Auto)]
+    links: Links,
     /// Also fetch the CPU profile for the same window from this /debug/pprof/profile URL (or a profile
     /// name on the kubeconfig's server) and store it in the trace file; needs --duration and --output
     #[arg(long, value_name = "URL")]
@@ -120,9 +126,16 @@ pub struct AttachArgs {
 /// Presets reported as groups in the trace header.
 const GROUPS: [&str; 7] = ["authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
 
+impl AttachArgs {
+    /// The overhead budget in % of the target's CPU, when one applies.
+    fn budget(&self) -> Option<f64> {
+        (!self.count_only && !self.bare && !self.no_budget && self.max_overhead > 0.0).then_some(self.max_overhead)
+    }
+}
+
 pub fn run(args: &AttachArgs) -> Result<(), Error> {
-    if args.max_overhead.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
-        return Err(Error::Input("--max-overhead must be a percentage in (0, 100]".into()));
+    if !(args.max_overhead >= 0.0 && args.max_overhead <= 100.0) {
+        return Err(Error::Input("--max-overhead must be a percentage in [0, 100]".into()));
     }
     let filter = args.filter.as_deref().map(FilterSpec::parse).transpose().map_err(Error::Input)?;
     let pprof = match &args.pprof {
@@ -199,8 +212,10 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
             }
         }
     };
-    if args.max_overhead.is_some() && cost.is_none() {
-        return Err(Error::Input("--max-overhead needs the per-hit cost measurement, which failed".into()));
+    if args.budget().is_some() && cost.is_none() {
+        eprintln!(
+            "ktrace: warning: without the per-hit cost there is no overhead budget; every RET probe stays attached"
+        );
     }
 
     let mono_start = events::monotonic_ns();
@@ -210,6 +225,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         bare: args.bare,
         filter: filter.as_ref().map(FilterSpec::to_kernel),
         goid_offset: planned.goid_offset(),
+        links: args.links,
     };
     let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
     let started = Instant::now();
@@ -218,11 +234,19 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         args.duration.map_or_else(|| "until Ctrl-C".to_string(), |d| format!("for {}", humantime::format_duration(d)));
     let mode = if args.count_only { "counting" } else { "tracing" };
     eprintln!(
-        "ktrace: {} probes on {} functions of {who} ({} single-stepped); {mode} {until}",
+        "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {}; {mode} {until}",
         session.probes,
         plans.len(),
-        session.single_stepped
+        session.single_stepped,
+        session.attach_time.as_secs_f64(),
+        if session.batched() { "uprobe_multi links" } else { "perf_event links" },
     );
+    if let (Some(pct), Some(_)) = (args.budget(), cost) {
+        eprintln!(
+            "ktrace: overhead budget {pct}% of the target's CPU: RET probes of costly functions rotate, their latency \
+             is sampled (TIMED column, sampled_fraction); --max-overhead 0 times every call"
+        );
+    }
     report_args_and_filter(args, filter.as_ref(), plans, &captures);
     if let Some(c) = cost {
         eprintln!(
@@ -255,6 +279,11 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         sample_shift: 0,
         live: std::io::stderr().is_terminal() && !args.json,
         write_error: None,
+        pid,
+        shares: vec![1.0; plans.len()],
+        began: Instant::now(),
+        last_cpu: None,
+        over_budget: false,
     };
     let (ended, profile) = state.run(args, pid, pprof)?;
     if let (Some(p), Some(w)) = (profile, state.writer.as_deref_mut()) {
@@ -263,11 +292,13 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let counts = state.session.counts()?;
     let stats = state.session.stats()?;
     let detached = std::mem::take(&mut state.detached);
-    let has_returns: Vec<bool> = (0..plans.len()).map(|i| state.session.has_returns(i as u32)).collect();
+    let duration = started.elapsed();
+    let detach_time = state.session.detach_all();
+    let fractions: Vec<Option<f64>> = (0..plans.len()).map(|i| state.session.sampled_fraction(i as u32)).collect();
     if let Some(e) = state.write_error.take() {
         return Err(e.into());
     }
-    let duration = started.elapsed();
+    let attach_time = session.attach_time;
     drop(session);
     if let Some(why) = ended {
         eprintln!("ktrace: {why}; summary so far:");
@@ -285,7 +316,23 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     }
     let unmatched = counts.iter().map(|c| c.counters.unmatched_returns).sum::<u64>();
     if unmatched > 0 {
-        eprintln!("ktrace: {unmatched} returns of calls that began before attach (or were evicted) were not timed");
+        eprintln!(
+            "ktrace: {unmatched} returns of calls that began before attach, while their latency was paused by the \
+             budget, or were evicted, were not timed"
+        );
+    }
+    let sampled: Vec<String> = counts
+        .iter()
+        .zip(&fractions)
+        .filter(|(c, f)| c.counters.calls > 0 && f.is_some_and(|f| f < 1.0))
+        .map(|(c, f)| format!("{} {:.0}%", c.symbol, f.unwrap_or(0.0) * 100.0))
+        .collect();
+    if !sampled.is_empty() {
+        eprintln!(
+            "ktrace: latency and errors were sampled under the overhead budget (share of the time timed): {}; \
+             calls are exact",
+            sampled.join(", ")
+        );
     }
     if stats.goexit_cleanups > 0 {
         eprintln!(
@@ -305,7 +352,9 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     }
 
     let mode = if args.count_only { Mode::CountOnly } else { Mode::Latency };
-    let summary = summarize(mode, pid, &counts, &captures, &has_returns, stats.dropped, duration);
+    let mut summary = summarize(mode, pid, &counts, &captures, &fractions, stats.dropped, duration);
+    summary.attach_seconds = Some(attach_time.as_secs_f64());
+    summary.detach_seconds = Some(detach_time.as_secs_f64());
     if let Some(mut w) = writer {
         for (id, (c, s)) in counts.iter().zip(&summary.functions).enumerate() {
             w.record(&Record::Function(FunctionStats {
@@ -315,6 +364,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
                 latency_ns: s.latency_ns,
                 histogram: c.hist.buckets(),
                 detached: detached[id].clone(),
+                sampled_fraction: s.sampled_fraction,
             }))?;
         }
         w.finish(&End {
@@ -429,7 +479,7 @@ fn summarize(
     pid: Option<u32>,
     counts: &[FunctionCounts],
     captures: &[Captures],
-    has_returns: &[bool],
+    fractions: &[Option<f64>],
     dropped_events: u64,
     duration: Duration,
 ) -> Summary {
@@ -440,16 +490,20 @@ fn summarize(
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let timed = mode == Mode::Latency && (has_returns[i] || c.counters.returns > 0);
+                let fraction = fractions.get(i).copied().flatten();
+                let timed = mode == Mode::Latency && (fraction.is_some() || c.counters.returns > 0);
                 FunctionSummary {
                     symbol: c.symbol.clone(),
                     calls: c.counters.calls,
                     errors: (timed && captures[i].errors).then_some(c.counters.errors),
                     latency_ns: if timed { c.hist.latency() } else { None },
+                    sampled_fraction: if mode == Mode::Latency { fraction } else { None },
                 }
             })
             .collect(),
         dropped_events,
         duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        attach_seconds: None,
+        detach_seconds: None,
     }
 }

@@ -12,6 +12,8 @@ pub struct Row<'a> {
     pub rate: f64,
     pub errors: Option<u64>,
     pub latency: Option<LatencyNs>,
+    /// Share of the time its RET probes were attached, when they exist.
+    pub timed: Option<f64>,
     pub detached: bool,
 }
 
@@ -25,6 +27,12 @@ pub fn ns(v: u64) -> String {
     }
 }
 
+/// A share as a whole percentage; below 1 % with one decimal.
+fn percent(f: f64) -> String {
+    let p = f * 100.0;
+    if p > 0.0 && p < 1.0 { format!("{p:.1}%") } else { format!("{p:.0}%") }
+}
+
 fn dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "-".into(), f)
 }
@@ -32,8 +40,8 @@ fn dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 fn header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}  FUNCTION",
-        "CALLS", "RATE/s", "ERRORS", "P50", "P90", "P99", "MAX"
+        "{:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}  FUNCTION",
+        "CALLS", "RATE/s", "ERRORS", "P50", "P90", "P99", "MAX", "TIMED"
     )
 }
 
@@ -43,11 +51,12 @@ fn row(
     rate: Option<f64>,
     errors: Option<u64>,
     l: Option<LatencyNs>,
+    timed: Option<f64>,
     name: &str,
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}  {}",
+        "{:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}  {}",
         calls,
         dash(rate, |r| format!("{r:.1}")),
         dash(errors, |e| e.to_string()),
@@ -55,6 +64,7 @@ fn row(
         dash(l, |l| ns(l.p90)),
         dash(l, |l| ns(l.p99)),
         dash(l, |l| ns(l.max)),
+        dash(timed, percent),
         name
     )
 }
@@ -69,7 +79,7 @@ pub fn draw(out: &mut impl Write, rows: &[Row], overhead_pct: Option<f64>, sampl
     let _ = header(&mut buf);
     for r in rows {
         let name = if r.detached { format!("{} (detached)", r.symbol) } else { r.symbol.to_string() };
-        let _ = row(&mut buf, r.calls, Some(r.rate), r.errors, r.latency, &name);
+        let _ = row(&mut buf, r.calls, Some(r.rate), r.errors, r.latency, r.timed, &name);
     }
     let overhead = overhead_pct.map_or_else(|| "unknown".into(), |p| format!("{p:.2}% of a CPU"));
     let sampling =
@@ -94,7 +104,7 @@ pub fn print_summary(out: &mut impl Write, summary: &Summary, duration: Duration
     let secs = duration.as_secs_f64().max(1e-9);
     header(out)?;
     for f in &summary.functions {
-        row(out, f.calls, Some(f.calls as f64 / secs), f.errors, f.latency_ns, &f.symbol)?;
+        row(out, f.calls, Some(f.calls as f64 / secs), f.errors, f.latency_ns, f.sampled_fraction, &f.symbol)?;
     }
     writeln!(out, "({:.2} s, {} call events dropped)", duration.as_secs_f64(), summary.dropped_events)
 }
@@ -113,12 +123,23 @@ mod tests {
 
     #[test]
     fn draw_then_clear_moves_back_over_the_table() {
-        let rows = [Row { symbol: "main.f", calls: 3, rate: 1.5, errors: Some(1), latency: None, detached: true }];
+        let rows = [Row {
+            symbol: "main.f",
+            calls: 3,
+            rate: 1.5,
+            errors: Some(1),
+            latency: None,
+            timed: Some(0.125),
+            detached: true,
+        }];
         let mut out = Vec::new();
         draw(&mut out, &rows, Some(0.5), 2);
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains("main.f (detached)") && text.contains("0.50% of a CPU") && text.contains("1 in 4"),
+            text.contains("main.f (detached)")
+                && text.contains("0.50% of a CPU")
+                && text.contains("1 in 4")
+                && text.contains(" 12%  main.f"),
             "{text}"
         );
         let mut out = Vec::new();

@@ -21,6 +21,7 @@ use crate::{
         config::Captures,
         events::{self, Symbolizer},
     },
+    budget,
     error::Error,
     plan::ProbePlan,
 };
@@ -43,6 +44,7 @@ const EVENTS_PER_SEC_HIGH: u64 = 50_000;
 /// The running session and what the loop keeps between ticks.
 pub(super) struct Loop<'a> {
     pub(super) session: &'a mut Session,
+    pub(super) pid: Option<u32>,
     pub(super) plans: &'a [ProbePlan],
     pub(super) captures: &'a [Captures],
     pub(super) cost: Option<HitCost>,
@@ -58,6 +60,14 @@ pub(super) struct Loop<'a> {
     pub(super) sample_shift: u32,
     pub(super) live: bool,
     pub(super) write_error: Option<std::io::Error>,
+    /// Each function's share of every budget window (1.0: RETs stay on).
+    pub(super) shares: Vec<f64>,
+    /// When the session began, for the rotation.
+    pub(super) began: Instant,
+    /// The target's CPU time at the previous tick.
+    pub(super) last_cpu: Option<u64>,
+    /// Whether the minimum shares were over budget at the previous tick.
+    pub(super) over_budget: bool,
 }
 
 impl Loop<'_> {
@@ -92,6 +102,7 @@ impl Loop<'_> {
             // Rates are measured from attach on, so a burst in the first
             // second is caught too.
             self.last = Some((Instant::now(), self.session.counts()?, self.session.stats()?.emitted));
+            self.last_cpu = pid.and_then(budget::process_cpu_ns);
             let proc_dir = pid.map(|p| PathBuf::from(format!("/proc/{p}")));
             let ended = loop {
                 tokio::select! {
@@ -99,6 +110,7 @@ impl Loop<'_> {
                     r = tokio::signal::ctrl_c() => { r?; break Some("interrupted") }
                     _ = sigterm.recv() => break Some("terminated"),
                     _ = drain.tick() => {
+                        self.rotate()?;
                         self.drain(DRAIN_BUDGET);
                         if proc_dir.as_ref().is_some_and(|d| !d.exists()) {
                             break Some("the target exited");
@@ -167,6 +179,56 @@ impl Loop<'_> {
         }
     }
 
+    /// Attaches or removes each function's RET probes as the budget's
+    /// rotation says.
+    fn rotate(&mut self) -> Result<(), Error> {
+        let t = self.began.elapsed();
+        for (i, &share) in self.shares.iter().enumerate() {
+            if self.session.is_tracked(i as u32) {
+                self.session.set_returns(i as u32, budget::on_at(i, share, t))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sizes each function's share of the RET-probe time from the measured
+    /// per-hit cost, the call rates and the target's CPU time.
+    fn plan_budget(&mut self, pct: f64, cost: &HitCost, secs: f64, entry_rates: &[f64], ret_rates: &[f64]) {
+        let entry_cost: f64 = (0..self.plans.len())
+            .filter(|&i| self.session.is_attached(i as u32))
+            .map(|i| entry_rates[i] * cost.of(self.plans[i].entry.emulated))
+            .sum();
+        let ret_cost_now: f64 = (0..self.plans.len()).map(|i| ret_rates[i] * cost.single_stepped_ns).sum();
+        // What the target would use untraced: probe hits run in its context.
+        let untraced = match (self.pid, self.last_cpu) {
+            (Some(pid), Some(before)) => match budget::process_cpu_ns(pid) {
+                Some(now) => {
+                    self.last_cpu = Some(now);
+                    (now.saturating_sub(before) as f64 / secs - entry_cost - ret_cost_now).max(0.0)
+                }
+                None => return,
+            },
+            // No single process to measure: the budget is of one CPU.
+            _ => 1e9,
+        };
+        let budget_ns = pct / 100.0 * untraced - entry_cost;
+        let tracked: Vec<usize> = (0..self.plans.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
+        // Every call of a function hits one of its RETs.
+        let costs: Vec<f64> = tracked.iter().map(|&i| entry_rates[i] * cost.single_stepped_ns).collect();
+        let pinned: Vec<bool> = tracked.iter().map(|&i| self.captures[i].filter).collect();
+        let (shares, over) = budget::allocate(budget_ns, &costs, &pinned);
+        for (k, &i) in tracked.iter().enumerate() {
+            self.shares[i] = shares[k];
+        }
+        if over && !self.over_budget {
+            eprintln!(
+                "ktrace: warning: even {:.0}% of the time with RET probes for every called function costs more than --max-overhead {pct}%; latency stays sampled at that minimum",
+                budget::MIN_FRACTION * 100.0
+            );
+        }
+        self.over_budget = over;
+    }
+
     fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
         let now = Instant::now();
         let counts = self.session.counts()?;
@@ -194,28 +256,13 @@ impl Loop<'_> {
             }
         }
 
-        let overhead = self.cost.map(|c| self.overhead(&c, &entry_rates, &ret_rates));
-        if let (Some(budget), Some(cost)) = (args.max_overhead, self.cost) {
-            let mut estimate = overhead.unwrap_or(0.0);
-            // The costliest RET probes go first; their functions keep exact counts.
-            // A function with the --filter argument keeps its RET probes: they
-            // end the kept calls whose nested calls are kept too.
-            let mut by_cost: Vec<usize> =
-                (0..counts.len()).filter(|&i| self.session.has_returns(i as u32) && !self.captures[i].filter).collect();
-            by_cost
-                .sort_by(|&a, &b| self.ret_cost(&cost, b, &ret_rates).total_cmp(&self.ret_cost(&cost, a, &ret_rates)));
-            for i in by_cost {
-                if estimate <= budget {
-                    break;
-                }
-                let saved = self.ret_cost(&cost, i, &ret_rates);
-                self.session.detach_returns(i as u32)?;
-                estimate -= saved;
-                let why = format!("RET probes removed to keep the overhead under {budget}% (counting continues)");
-                eprintln!("ktrace: warning: {}: {why}", counts[i].symbol);
-                self.detached[i] = Some(why);
-            }
+        let pct = args.budget();
+        if let (Some(pct), Some(cost)) = (pct, self.cost) {
+            let rates: Vec<f64> =
+                (0..counts.len()).map(|i| rate(i, |c| c.counters.calls + c.counters.filtered)).collect();
+            self.plan_budget(pct, &cost, secs, &rates, &ret_rates);
         }
+        let overhead = self.cost.map(|c| self.overhead(&c, &entry_rates, &ret_rates));
 
         // Event detail is sampled under load; counters never are.
         let events_rate = (events - events_before) as f64 / secs * (1u64 << self.sample_shift) as f64;
@@ -240,6 +287,7 @@ impl Loop<'_> {
                     rate: entry_rates[i],
                     errors: self.captures[i].errors.then_some(c.counters.errors),
                     latency: c.hist.latency(),
+                    timed: self.session.sampled_fraction(i as u32),
                     detached: self.detached[i].is_some(),
                 })
                 .collect();
@@ -260,9 +308,6 @@ impl Loop<'_> {
 
     /// CPU % spent on function `i`'s RET probes.
     fn ret_cost(&self, cost: &HitCost, i: usize, ret_rates: &[f64]) -> f64 {
-        if !self.session.has_returns(i as u32) {
-            return 0.0;
-        }
         percent_of_cpu(ret_rates[i], cost.single_stepped_ns)
     }
 }

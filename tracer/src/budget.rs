@@ -1,0 +1,163 @@
+//! The overhead budget of latency tracing. Entry probes stay on all the
+//! time, so counts stay exact; what costs is the RET probes, which the
+//! kernel single-steps (about 13–24 µs a hit in a VM, against well under a
+//! microsecond for an emulated entry). Under a budget each function's RET
+//! probes are attached for a share of every [`WINDOW`] and removed for the
+//! rest, the shares sized from the per-hit cost measured at start and each
+//! function's call rate, so the probes' cost stays under `--max-overhead` %
+//! of the target's own CPU time. Every called function keeps at least
+//! [`MIN_FRACTION`] of each window: none loses its latency silently. The
+//! share a function actually got is reported with its latency as
+//! `sampled_fraction`.
+
+use std::time::Duration;
+
+/// One rotation: a function with share `f` has its RET probes attached for
+/// `f * WINDOW` of each window.
+pub const WINDOW: Duration = Duration::from_secs(5);
+/// The least share a called function gets: 100 ms of every window.
+pub const MIN_FRACTION: f64 = 0.02;
+/// A share this close to 1 is treated as 1: the probes stay attached.
+const FULL: f64 = 0.999;
+/// The default `--max-overhead`: % of the target's CPU time. Throughput of a
+/// CPU-bound server falls by about PCT / (100 + PCT), so 4 % keeps ≥ 96 %.
+pub const DEFAULT_MAX_OVERHEAD: f64 = 4.0;
+
+/// Shares of each window, from what each function's RET probes would cost if
+/// always attached (`costs[i]`, ns of CPU per second) and the budget
+/// (`budget_ns`, ns of CPU per second) they must share. `pinned[i]`
+/// functions keep their probes whatever the cost (the `--filter` anchors:
+/// their RETs end the kept calls), and their cost comes off the budget
+/// first. Cheap functions get all they need; the budget left is split
+/// evenly among the rest (water-filling), never below [`MIN_FRACTION`].
+/// Returns the shares and whether the minimum shares alone exceed the
+/// budget.
+pub fn allocate(budget_ns: f64, costs: &[f64], pinned: &[bool]) -> (Vec<f64>, bool) {
+    let mut shares = vec![1.0; costs.len()];
+    let mut left = budget_ns;
+    let mut open: Vec<usize> = Vec::with_capacity(costs.len());
+    for (i, &c) in costs.iter().enumerate() {
+        if pinned.get(i).copied().unwrap_or(false) {
+            left -= c.max(0.0);
+        } else if c > 0.0 {
+            open.push(i);
+        }
+    }
+    open.sort_by(|&a, &b| costs[a].total_cmp(&costs[b]));
+    let mut over = false;
+    let n = open.len();
+    for (k, &i) in open.iter().enumerate() {
+        let share_of_budget = left.max(0.0) / (n - k) as f64;
+        let mut f = (share_of_budget / costs[i]).min(1.0);
+        if f < MIN_FRACTION {
+            f = MIN_FRACTION;
+            over = true;
+        }
+        if f >= FULL {
+            f = 1.0;
+        }
+        shares[i] = f;
+        left -= f * costs[i];
+    }
+    (shares, over)
+}
+
+/// Whether function `i`, with share `fraction`, has its RET probes attached
+/// at `t` since the session began. Each function's slice starts at its own
+/// phase of the window, so the slices of different functions spread over
+/// the window instead of all starting together.
+pub fn on_at(i: usize, fraction: f64, t: Duration) -> bool {
+    if fraction >= FULL {
+        return true;
+    }
+    // Phases by the golden ratio: any run of functions spreads evenly.
+    let phase = (i as f64 * 0.618_033_988_749_895).fract();
+    let pos = (t.as_secs_f64() / WINDOW.as_secs_f64() + phase).fract();
+    pos < fraction
+}
+
+/// CPU time the process has used so far (user + system, all threads), in
+/// ns, from `/proc/PID/stat`. Probe hits run in the target's context, so
+/// their cost is in this figure too.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ns_of_stat(&stat, clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in ns. The command name may
+/// hold spaces and parentheses, so fields are counted after the last `)`.
+fn cpu_ns_of_stat(stat: &str, ticks_per_sec: u64) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After the name: state is field 3; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime.checked_add(stime)?;
+    ticks.checked_mul(1_000_000_000)?.checked_div(ticks_per_sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cheap_functions_keep_every_ret_and_the_budget_is_shared() {
+        // Budget 1000 ns/s; costs 10, 100, 5000, 20000.
+        let (shares, over) = allocate(1000.0, &[10.0, 100.0, 5000.0, 20000.0], &[false; 4]);
+        assert_eq!(&shares[..2], &[1.0, 1.0]);
+        assert!(!over);
+        // 890 left for two: 445 each.
+        assert!((shares[2] - 445.0 / 5000.0).abs() < 1e-9, "{shares:?}");
+        assert!((shares[3] - 445.0 / 20000.0).abs() < 1e-9, "{shares:?}");
+        let spent: f64 = shares.iter().zip([10.0, 100.0, 5000.0, 20000.0]).map(|(f, c)| f * c).sum();
+        assert!(spent <= 1000.0 + 1e-6, "{spent}");
+    }
+
+    #[test]
+    fn an_uncalled_function_costs_nothing_and_keeps_its_rets() {
+        let (shares, _) = allocate(0.0, &[0.0, 50.0], &[false, false]);
+        assert_eq!(shares[0], 1.0);
+        assert_eq!(shares[1], MIN_FRACTION);
+    }
+
+    #[test]
+    fn no_called_function_goes_below_the_minimum_and_that_is_reported() {
+        let (shares, over) = allocate(10.0, &[1e6, 2e6, 3e6], &[false; 3]);
+        assert!(shares.iter().all(|&f| f == MIN_FRACTION), "{shares:?}");
+        assert!(over);
+    }
+
+    #[test]
+    fn pinned_functions_keep_their_rets_and_pay_first() {
+        let (shares, _) = allocate(1000.0, &[900.0, 1000.0], &[true, false]);
+        assert_eq!(shares[0], 1.0);
+        assert!((shares[1] - 0.1).abs() < 1e-9, "{shares:?}");
+    }
+
+    #[test]
+    fn a_function_is_on_for_its_share_of_the_window() {
+        for (i, fraction) in [(0, 0.02), (1, 0.25), (7, 0.5), (3, 0.9)] {
+            let steps = 10_000;
+            let on = (0..steps).filter(|k| on_at(i, fraction, WINDOW.mul_f64(3.0 * *k as f64 / steps as f64))).count();
+            let got = on as f64 / steps as f64;
+            assert!((got - fraction).abs() < 0.005, "function {i}: {got} for {fraction}");
+        }
+        assert!(on_at(5, 1.0, Duration::from_millis(1234)));
+    }
+
+    #[test]
+    fn cpu_time_from_stat_counts_after_the_name() {
+        let line = "4242 (kube api) server) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 1 0 0";
+        assert_eq!(cpu_ns_of_stat(line, 100), Some(3_000_000_000));
+        assert_eq!(cpu_ns_of_stat("4242 (x) S 1 2", 100), None);
+        assert_eq!(cpu_ns_of_stat("no paren", 100), None);
+        let own = process_cpu_ns(std::process::id());
+        assert!(own.is_some(), "this process's own stat must parse");
+    }
+}
