@@ -67,6 +67,9 @@ pub struct Summary {
     /// How long removing them took, in seconds.
     #[serde(default)]
     pub detach_seconds: Option<f64>,
+    /// How the probes were tied to ktrace: `uprobe_multi` or `perf_event`.
+    #[serde(default)]
+    pub links: Option<String>,
 }
 
 #[cfg(test)]
@@ -89,6 +92,7 @@ mod tests {
             duration_ns: 5,
             attach_seconds: Some(0.25),
             detach_seconds: None,
+            links: Some("uprobe_multi".into()),
         };
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(v["functions"][0]["symbol"], "main.f");

@@ -56,9 +56,24 @@ func work(x uint64) uint64 {
 	return mix(x+1) + x
 }
 
+// slow is the traced function of the -slow mode: each call lasts as long
+// as its sleep, so calls are in flight whenever ktrace pauses latency.
+//
+//go:noinline
+func slow(d time.Duration) uint64 {
+	time.Sleep(d)
+	return mix(uint64(d))
+}
+
 func main() {
 	rounds := flag.Int("rounds", 0, "stop after this many rounds (0: run until killed)")
+	slowFor := flag.Duration("slow", 0, "instead, call main.slow, which sleeps this long, back to back on one goroutine")
 	flag.Parse()
+	if *slowFor > 0 {
+		for {
+			sink += slow(*slowFor)
+		}
+	}
 	// Keep the loop on one thread, so the thread's CPU clock is the loop's.
 	runtime.LockOSThread()
 

@@ -162,7 +162,7 @@ fn secrets_never_leave_the_target() {
     };
     let requests = u64::from(spec.creates + spec.gets + spec.missing_gets);
     let mut report = None;
-    let args = ["attach", "--pid", &pid, "--funcs", &funcs, "--args", "--stacks", "--output"];
+    let args = ["attach", "--pid", &pid, "--funcs", &funcs, "--args", "--stacks", "--no-budget", "--output"];
     let transcript = under_script(&[&args[..], &[trace_path.to_str().unwrap()]].concat(), || {
         report = Some(api.load(&spec).expect("drive load"));
     });

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match task.as_deref() {
         Some("setup") => setup::run(),
-        Some("build-targets") => gotargets::build(&root),
+        Some("build-targets") => gotargets::build(&root).and_then(|()| gotargets::build_bench(&root).map(drop)),
         Some("build-kube") => kube::build(&root),
         Some("demo") => match std::env::args().nth(2).as_deref() {
             None => demo::run(&root, false),
@@ -94,6 +94,7 @@ fn cargo() -> Command {
 fn test(root: &Path) -> Result<()> {
     setup::run()?;
     gotargets::build(root)?;
+    gotargets::build_bench(root)?;
     kube::build(root)?;
     eprintln!("xtask: cargo fmt --check");
     run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;

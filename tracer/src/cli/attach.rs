@@ -234,12 +234,12 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         args.duration.map_or_else(|| "until Ctrl-C".to_string(), |d| format!("for {}", humantime::format_duration(d)));
     let mode = if args.count_only { "counting" } else { "tracing" };
     eprintln!(
-        "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {}; {mode} {until}",
+        "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {} links; {mode} {until}",
         session.probes,
         plans.len(),
         session.single_stepped,
         session.attach_time.as_secs_f64(),
-        if session.batched() { "uprobe_multi links" } else { "perf_event links" },
+        if session.batched() { "uprobe_multi" } else { "perf_event" },
     );
     if let (Some(pct), Some(_)) = (args.budget(), cost) {
         eprintln!(
@@ -299,6 +299,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         return Err(e.into());
     }
     let attach_time = session.attach_time;
+    let links = if session.batched() { "uprobe_multi" } else { "perf_event" };
     drop(session);
     if let Some(why) = ended {
         eprintln!("ktrace: {why}; summary so far:");
@@ -355,6 +356,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let mut summary = summarize(mode, pid, &counts, &captures, &fractions, stats.dropped, duration);
     summary.attach_seconds = Some(attach_time.as_secs_f64());
     summary.detach_seconds = Some(detach_time.as_secs_f64());
+    summary.links = Some(links.into());
     if let Some(mut w) = writer {
         for (id, (c, s)) in counts.iter().zip(&summary.functions).enumerate() {
             w.record(&Record::Function(FunctionStats {
@@ -505,5 +507,6 @@ fn summarize(
         duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
         attach_seconds: None,
         detach_seconds: None,
+        links: None,
     }
 }

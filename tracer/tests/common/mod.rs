@@ -30,10 +30,17 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// `ktrace attach --pid PID --funcs FUNCS --json --duration 120s EXTRA…`.
+    /// `ktrace attach --pid PID --funcs FUNCS --json --duration 120s EXTRA…`,
+    /// with `--no-budget` unless EXTRA sets `--max-overhead`: these tests
+    /// check exact errors and latency counts, which only a session that
+    /// times every call has (under the default budget they cover the
+    /// `sampled_fraction` of the time; tests/budget.rs tests that).
     pub fn start(pid: u32, funcs: &str, extra: &[&str]) -> Trace {
+        let budget: &[&str] =
+            if extra.iter().any(|a| a.starts_with("--max-overhead")) { &[] } else { &["--no-budget"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ktrace"))
             .args(["attach", "--pid", &pid.to_string(), "--funcs", funcs, "--json", "--duration", "120s"])
+            .args(budget)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,151 @@
+//! The overhead budget on a hot loop: `targets/bench` calls `main.work`
+//! millions of times a second, so under any budget its RET probes rotate.
+//! Root eBPF tests; they panic, never skip, where BPF is missing.
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use common::{Trace, require_bpf, sites, text_restored};
+
+const WORK: &str = "main.work";
+
+/// The benchmark loop, killed when dropped.
+struct Loop(Child);
+
+impl Loop {
+    fn start() -> Loop {
+        Self::with_args(&[])
+    }
+
+    fn with_args(args: &[&str]) -> Loop {
+        let bin = Self::binary();
+        assert!(bin.is_file(), "{} is missing: run `cargo xtask build-targets`", bin.display());
+        let child = Command::new(&bin).args(args).stdout(Stdio::null()).spawn().expect("start the loop");
+        // Let it get going.
+        thread::sleep(Duration::from_millis(300));
+        Loop(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn binary() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/gotargets/bench/ktrace-bench")
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn trace_funcs(pid: u32, funcs: &str, extra: &[&str], secs: u64) -> (analyzer::summary::Summary, Vec<String>) {
+    let trace = Trace::start(pid, funcs, extra);
+    thread::sleep(Duration::from_secs(secs));
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe { libc::kill(trace.child.id() as i32, libc::SIGINT) };
+    trace.finish()
+}
+
+fn trace(pid: u32, extra: &[&str], secs: u64) -> (analyzer::summary::Summary, Vec<String>) {
+    trace_funcs(pid, WORK, extra, secs)
+}
+
+/// Under a tiny budget the hot loop's RET probes rotate: the reported share
+/// is well under 1, latency is still there, and the entry probes count on.
+#[test]
+fn rotating_rets_sample_latency_and_keep_counting() {
+    require_bpf();
+    let target = Loop::start();
+    let sites = sites(&Loop::binary(), WORK);
+    let (summary, stderr) = trace(target.pid(), &["--max-overhead", "0.01"], 8);
+    let f = common::function(&summary, WORK);
+    let fraction = f.sampled_fraction.expect("latency mode reports a sampled_fraction");
+    assert!(fraction > 0.0 && fraction < 0.5, "share {fraction}; {stderr:?}");
+    let latency = f.latency_ns.expect("a rotated function keeps its latency");
+    assert!(latency.p50 > 0, "{latency:?}");
+    assert!(f.calls > 100_000, "entry probes stay on: {} calls", f.calls);
+    assert!(
+        stderr.iter().any(|l| l.contains("sampled under the overhead budget") && l.contains(WORK)),
+        "the sampling is said on stderr: {stderr:?}"
+    );
+    text_restored(target.pid(), &sites).unwrap();
+}
+
+/// `main.slow` sleeps 20 ms per call, back to back on one goroutine, so a
+/// call is in flight whenever its RET probes are removed, and another when
+/// they come back. The RET of that second call finds the first call's frame;
+/// timing it would report about a window's length (5 s). The epoch bumped at
+/// each pause must make it drop that frame: every duration stays near 20 ms.
+#[test]
+fn a_frame_from_before_a_pause_is_never_timed() {
+    require_bpf();
+    let target = Loop::with_args(&["-slow", "20ms"]);
+    // Three windows and a bit: the RETs go and come back at least twice.
+    let (summary, stderr) = trace_funcs(target.pid(), "main.slow", &["--max-overhead", "0.0001"], 17);
+    let f = common::function(&summary, "main.slow");
+    let fraction = f.sampled_fraction.expect("a sampled_fraction");
+    assert!(fraction < 0.5, "the RETs must rotate: share {fraction}; {stderr:?}");
+    let latency = f.latency_ns.expect("latency from the timed share");
+    assert!(latency.p50 >= 20_000_000, "{latency:?}");
+    assert!(latency.max < 1_000_000_000, "a duration spans a pause: {latency:?}; {stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("were not timed")),
+        "calls cut by a pause are said to be untimed: {stderr:?}"
+    );
+}
+
+/// `--max-overhead 0` and `--no-budget` keep every RET probe attached: every
+/// call is timed and the share is exactly 1.
+#[test]
+fn no_budget_times_every_call() {
+    require_bpf();
+    let target = Loop::start();
+    for flag in [&["--max-overhead", "0"][..], &["--no-budget"][..]] {
+        let (summary, stderr) = trace(target.pid(), flag, 3);
+        let f = common::function(&summary, WORK);
+        assert_eq!(f.sampled_fraction, Some(1.0), "{flag:?}: {stderr:?}");
+        assert!(f.latency_ns.is_some());
+        assert!(!stderr.iter().any(|l| l.contains("sampled under the overhead budget")), "{flag:?}: {stderr:?}");
+    }
+}
+
+/// Both kinds of links place the same probes: perf_event links and
+/// uprobe_multi links count the same loop, and both report how long placing
+/// and removing took; afterwards the text is the file's again.
+#[test]
+fn perf_and_multi_links_both_attach_and_detach_cleanly() {
+    require_bpf();
+    let target = Loop::start();
+    let sites = sites(&Loop::binary(), WORK);
+    for links in ["multi", "perf"] {
+        let (summary, stderr) = trace(target.pid(), &["--links", links, "--no-budget"], 2);
+        let kind = if links == "multi" { "uprobe_multi" } else { "perf_event" };
+        assert_eq!(summary.links.as_deref(), Some(kind));
+        assert!(common::calls(&summary, WORK) > 1000, "{links}: {stderr:?}");
+        assert!(summary.attach_seconds.is_some_and(|s| s > 0.0), "{links}");
+        assert!(summary.detach_seconds.is_some_and(|s| s > 0.0), "{links}");
+        text_restored(target.pid(), &sites).unwrap();
+    }
+}
+
+/// A --max-overhead over 100 % is one line and exit 3.
+#[test]
+fn a_budget_over_100_percent_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["attach", "--pid", "1", "--funcs", WORK, "--max-overhead", "150"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-overhead"), "{stderr}");
+}
