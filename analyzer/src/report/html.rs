@@ -84,7 +84,7 @@ pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -
         let _ = write!(h, "<th>{}</th>", escape(c));
     }
     let _ = writeln!(h, "</tr></thead><tbody>");
-    let row = |h: &mut String, class: &str, cells: [String; 8], title: &str| {
+    let row = |h: &mut String, class: &str, cells: [String; 9], title: &str| {
         let _ = write!(h, "<tr class=\"{class}\" title=\"{}\">", escape(title));
         for c in cells {
             let _ = write!(h, "<td>{}</td>", escape(&c));

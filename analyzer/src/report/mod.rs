@@ -141,6 +141,9 @@ pub struct Row {
     pub cpu_ns: Option<u64>,
     /// 1 − CPU / wall over the profile's window: the time spent waiting.
     pub off_cpu_share: Option<f64>,
+    /// Share of the trace during which the function's RET probes were
+    /// attached (`sampled_fraction`); latency comes from that share.
+    pub timed: Option<f64>,
 }
 
 /// The Go function a traced symbol runs in (`file.go:12 in F` → `F`).
@@ -259,7 +262,16 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         let s = stats.get(&f.id);
         let lat = s.and_then(|s| s.latency_ns);
         let calls = s.map(|s| s.calls).unwrap_or(durs.len() as u64);
-        let wall = lat.map(|l| l.sum).or_else(|| a.map(|a| a.sum));
+        let timed = s.and_then(|s| s.sampled_fraction);
+        // Under the overhead budget only some calls were timed: the wall
+        // time of all calls is their mean times the exact count.
+        let timed_calls: u64 = s.map(|s| s.histogram.iter().map(|b| b.count).sum()).unwrap_or(0);
+        let wall = match (lat, timed) {
+            (Some(l), Some(f)) if f < 1.0 && timed_calls > 0 => {
+                Some((l.sum as f64 / timed_calls as f64 * calls as f64) as u64)
+            }
+            _ => lat.map(|l| l.sum).or_else(|| a.map(|a| a.sum)),
+        };
         // Scale the exact total by the share of recorded time in the window.
         let wall_window = match (wall, a) {
             (Some(w), Some(a)) if a.sum > 0 => Some((w as f64 * a.win as f64 / a.sum as f64) as u64),
@@ -278,6 +290,7 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
             wall_ns: wall,
             cpu_ns: cpu,
             off_cpu_share: off_cpu(cpu, wall_window),
+            timed,
         });
     }
 
@@ -379,6 +392,7 @@ fn group_rows(
             wall_ns: wall,
             cpu_ns: cpu,
             off_cpu_share: off_cpu(cpu, wall_window),
+            timed: None,
         });
     }
     rows

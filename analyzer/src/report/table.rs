@@ -40,7 +40,7 @@ pub fn short(symbol: &str) -> &str {
 }
 
 /// The cells of one row, in column order.
-pub fn cells(name: String, r: &Row) -> [String; 8] {
+pub fn cells(name: String, r: &Row) -> [String; 9] {
     [
         name,
         r.calls.to_string(),
@@ -50,15 +50,18 @@ pub fn cells(name: String, r: &Row) -> [String; 8] {
         opt(r.wall_ns),
         opt(r.cpu_ns),
         share(r.off_cpu_share),
+        share(r.timed),
     ]
 }
 
 /// Column titles.
-pub const COLUMNS: [&str; 8] = ["GROUP / FUNCTION", "CALLS", "P50", "P99", "MAX", "WALL", "CPU", "OFF-CPU"];
+/// TIMED: the share of the trace the function's latency was measured in
+/// (100% unless the overhead budget rotated its RET probes).
+pub const COLUMNS: [&str; 9] = ["GROUP / FUNCTION", "CALLS", "P50", "P99", "MAX", "WALL", "CPU", "OFF-CPU", "TIMED"];
 
 /// Renders the table.
 pub fn render(report: &Report) -> String {
-    let mut lines: Vec<[String; 8]> = vec![COLUMNS.map(String::from)];
+    let mut lines: Vec<[String; 9]> = vec![COLUMNS.map(String::from)];
     for g in &report.groups {
         lines.push(cells(g.name.clone(), g));
         for f in
@@ -67,7 +70,7 @@ pub fn render(report: &Report) -> String {
             lines.push(cells(format!("  {}", short(&f.name)), f));
         }
     }
-    let mut widths = [0usize; 8];
+    let mut widths = [0usize; 9];
     for l in &lines {
         for (w, c) in widths.iter_mut().zip(l) {
             *w = (*w).max(c.chars().count());

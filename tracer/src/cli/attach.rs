@@ -42,6 +42,10 @@ Examples:
   ktrace attach --pid $(pgrep kube-apiserver) --funcs storage --duration 30s
   # the whole request path; keep every call with its etcd key and caller stack in a trace file
   ktrace attach --pid 4242 --funcs storage,authn,authz,admission --args --stacks --output req.trace
+  # every call timed, whatever it costs (default: RET probes rotate under 4 % of the target's CPU)
+  ktrace attach --pid 4242 --funcs storage --no-budget --duration 10s
+  # a larger budget: 10 % of the target's CPU for latency probes
+  ktrace attach --pid 4242 --funcs storage,authn,authz,admission --max-overhead 10
   # cheapest mode: exact call counts and rates only (entry probes)
   ktrace attach --pid 4242 --funcs '*etcd3.(*store).*' --count-only --duration 5s --json
   # the same window's CPU profile stored with the trace, for `ktrace flame --trace req.trace --output report.html`

@@ -36,8 +36,11 @@ impl Trace {
     /// times every call has (under the default budget they cover the
     /// `sampled_fraction` of the time; tests/budget.rs tests that).
     pub fn start(pid: u32, funcs: &str, extra: &[&str]) -> Trace {
-        let budget: &[&str] =
-            if extra.iter().any(|a| a.starts_with("--max-overhead")) { &[] } else { &["--no-budget"] };
+        let budget: &[&str] = if extra.iter().any(|a| a.starts_with("--max-overhead") || *a == "--no-budget") {
+            &[]
+        } else {
+            &["--no-budget"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ktrace"))
             .args(["attach", "--pid", &pid.to_string(), "--funcs", funcs, "--json", "--duration", "120s"])
             .args(budget)

@@ -38,6 +38,9 @@ static NO_CAPTURES: Captures =
 const DRAIN_BUDGET: Duration = Duration::from_millis(30);
 /// Events taken from the ring buffer between budget checks.
 const DRAIN_BATCH: usize = 1024;
+/// The symbolized-stack cache is emptied when it holds more entries than
+/// this, so a long session's memory stays bounded.
+const MAX_CACHED_STACKS: usize = 20_000;
 /// Above this many events per second the kernel is asked to sample detail.
 const EVENTS_PER_SEC_HIGH: u64 = 50_000;
 
@@ -162,6 +165,9 @@ impl Loop<'_> {
                     // Call paths repeat, and a stack id's contents never change
                     // once recorded: each (caller, stack id) is read from the
                     // kernel and symbolized once.
+                    if self.stacks.len() >= MAX_CACHED_STACKS {
+                        self.stacks.clear();
+                    }
                     let session = &*self.session;
                     let frames = self.stacks.entry((ev.caller, ev.stack_id)).or_insert_with(|| {
                         let addrs = if ev.stack_id >= 0 { session.stack(ev.stack_id) } else { Vec::new() };
