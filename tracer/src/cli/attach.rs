@@ -419,8 +419,7 @@ fn open_trace(
             .collect(),
     };
     // Private: a trace holds etcd keys and the shape of the server's traffic.
-    let file = analyzer::files::create_private(path)
-        .map_err(|e| Error::Input(format!("cannot create the trace file {}: {e}", path.display())))?;
+    let file = analyzer::files::create_private(path).map_err(|source| Error::Write { path: path.into(), source })?;
     Ok(TraceWriter::new(BufWriter::new(file), &header)?)
 }
 
