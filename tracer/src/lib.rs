@@ -7,6 +7,7 @@ pub mod attach;
 pub mod cli;
 pub mod error;
 pub mod plan;
+pub mod procfs;
 pub mod resolve;
 pub mod spec;
 
