@@ -135,7 +135,7 @@ impl Dwarf {
     pub fn line_ranges(&self, wants_file: &mut dyn FnMut(&str) -> bool) -> Vec<LineRange> {
         let function_of = |addr: u64| {
             let i = self.functions.partition_point(|f| f.entry <= addr);
-            i.checked_sub(1).map(|i| &self.functions[i]).filter(|f| addr < f.end).map(|f| f.entry)
+            i.checked_sub(1).and_then(|i| self.functions.get(i)).filter(|f| addr < f.end).map(|f| f.entry)
         };
         let mut out = Vec::new();
         for table in &self.lines {
