@@ -70,8 +70,9 @@ pub fn plan_items(binary: &Binary, functions: &[Function], items: &[Item]) -> Re
 fn same_probe(a: &ProbePlan, b: &ProbePlan) -> bool {
     match (&a.target, &b.target) {
         (Target::Function, Target::Function) => a.function.entry == b.function.entry,
-        (Target::Function, _) | (_, Target::Function) => false,
-        _ => a.entry.addr == b.entry.addr && a.entry_kind == b.entry_kind,
+        (Target::Line { line: x, .. }, Target::Line { line: y, .. }) => a.entry.addr == b.entry.addr && x == y,
+        (Target::Inlined(_), Target::Inlined(_)) => a.entry.addr == b.entry.addr,
+        _ => false,
     }
 }
 
