@@ -32,6 +32,10 @@ pub enum CalibrateError {
     /// Loading, attaching or reading the calibration probe failed.
     #[error(transparent)]
     Attach(#[from] AttachError),
+    /// ktrace's own code is not in /proc/self/maps, so it has no file
+    /// offset to probe.
+    #[error("cannot find ktrace's own code in /proc/self/maps")]
+    OwnCodeNotMapped,
     /// The calibration target is x86-64 code.
     #[error("the calibration probe is written for x86-64, not {0}")]
     UnsupportedArch(&'static str),
@@ -88,9 +92,8 @@ pub fn measure() -> Result<HitCost, CalibrateError> {
 pub fn measure() -> Result<HitCost, CalibrateError> {
     const CALLS: u64 = 4000;
     let addr = ktrace_calibration_target as *const () as u64;
-    let maps = crate::procfs::self_maps().map_err(|_| AttachError::Missing("mapping of ktrace's own code"))?;
-    let offset =
-        maps.iter().find_map(|m| m.file_offset(addr)).ok_or(AttachError::Missing("mapping of ktrace's own code"))?;
+    let maps = crate::procfs::self_maps().map_err(|_| CalibrateError::OwnCodeNotMapped)?;
+    let offset = maps.iter().find_map(|m| m.file_offset(addr)).ok_or(CalibrateError::OwnCodeNotMapped)?;
     let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(AttachError::from)?;
     let program: &mut UProbe = ebpf
         .program_mut(PROGRAM)
