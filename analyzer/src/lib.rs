@@ -6,7 +6,8 @@
 //! decoding and writing profile.proto ([`pprof`]), folded stacks and
 //! flamegraphs ([`flame`]), a trace's latency profile ([`latency`]), and the
 //! merged wall-vs-CPU report ([`report`]). Every file they are written to is
-//! created private to its owner ([`files`]).
+//! created private to its owner ([`files`]). Go symbol names split at one
+//! place ([`symbol`]), and durations print one way ([`summary::format_ns`]).
 #![deny(missing_docs)]
 
 pub mod fetch;
@@ -17,4 +18,5 @@ pub mod latency;
 pub mod pprof;
 pub mod report;
 pub mod summary;
+pub mod symbol;
 pub mod trace;

@@ -1,5 +1,5 @@
-//! The summary document printed by `ktrace attach --json` (the CLI contract in
-//! docs/design.md): one object with a `functions` array, `dropped_events` and
+//! The summary document printed by `ktrace attach --json` (a contract,
+//! documented for users in the README): one object with a `functions` array, `dropped_events` and
 //! `duration_ns`. Fields a mode does not measure are `null`, never a made-up 0.
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,19 @@ pub struct Summary {
     /// How the probes were tied to ktrace: `uprobe_multi` or `perf_event`.
     #[serde(default)]
     pub links: Option<String>,
+}
+
+/// A duration in nanoseconds with a unit a person reads at a glance:
+/// `999ns`, `1.5µs`, `2.35ms`, `3.00s`. Every table and page ktrace prints
+/// uses this one.
+pub fn format_ns(ns: u64) -> String {
+    let f = ns as f64;
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{:.1}µs", f / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}ms", f / 1e6),
+        _ => format!("{:.2}s", f / 1e9),
+    }
 }
 
 #[cfg(test)]

@@ -153,8 +153,10 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
                 (*zero).depth = 0;
                 (*zero).overflow = 0;
             }
-            // SAFETY: the value pointer is a map value of the right type.
-            if INFLIGHT.insert(g, unsafe { &*zero }, 0).is_err() {
+            // SAFETY: the value pointer is a map value of the right type. Passed
+            // by reference: a copy would not fit on the BPF stack.
+            let template: &GStack = unsafe { &*zero };
+            if INFLIGHT.insert(g, template, 0).is_err() {
                 return;
             }
             let Some(s) = INFLIGHT.get_ptr_mut(g) else { return };

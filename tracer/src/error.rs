@@ -1,6 +1,8 @@
 //! The one error type the CLI reports, and its process exit codes.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
+
+use crate::plan::sites::ItemsError;
 
 /// Why a command failed. `Display` is the one line the user sees.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +25,29 @@ pub enum Error {
     /// Loading or attaching probes failed.
     #[error(transparent)]
     Attach(#[from] crate::attach::AttachError),
-    /// Writing output failed.
-    #[error("writing output: {0}")]
-    Output(#[from] std::io::Error),
+    /// Writing a file failed (a missing directory, no permission, a full
+    /// disk). Not the input's fault.
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Any other I/O failure: printing to stdout, starting the runtime,
+    /// installing a signal handler.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ItemsError> for Error {
+    fn from(e: ItemsError) -> Self {
+        match e {
+            ItemsError::Spec(e) => Error::Spec(e),
+            ItemsError::Resolve(e) => Error::Resolve(e),
+            ItemsError::Plan(e) => Error::Plan(e),
+        }
+    }
 }
 
 impl Error {
@@ -38,7 +60,7 @@ impl Error {
             | Error::Spec(_)
             | Error::Plan(crate::plan::PlanError::UnsupportedArch(_)) => ExitCode::from(3),
             Error::Privileges(_) => ExitCode::from(4),
-            Error::Plan(_) | Error::Attach(_) | Error::Output(_) => ExitCode::from(1),
+            Error::Plan(_) | Error::Attach(_) | Error::Write { .. } | Error::Io(_) => ExitCode::from(1),
         }
     }
 }

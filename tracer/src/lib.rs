@@ -8,6 +8,7 @@ pub mod budget;
 pub mod cli;
 pub mod error;
 pub mod plan;
+pub mod procfs;
 pub mod resolve;
 pub mod spec;
 

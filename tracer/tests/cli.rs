@@ -127,3 +127,65 @@ fn funcs_places_arguments_by_the_register_abi() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v[0]["args"].is_null(), "no types without DWARF");
 }
+
+/// A small valid trace: one function, one call, an end record.
+fn write_trace(path: &std::path::Path) {
+    use analyzer::trace::{Call, End, FORMAT, Header, Mode, TraceWriter, TracedFunction, VERSION};
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        mode: Mode::Latency,
+        pid: None,
+        binary: "x".into(),
+        build_id: None,
+        go_version: None,
+        start_unix_ns: 1_700_000_000_000_000_000,
+        unredacted_args: Some(false),
+        filter: None,
+        functions: vec![TracedFunction { id: 0, symbol: "main.f".into(), file: None, line: None, groups: vec![] }],
+    };
+    let mut w = TraceWriter::new(std::fs::File::create(path).unwrap(), &header).unwrap();
+    let stack = vec!["main.main".into()];
+    let call = Call {
+        func: 0,
+        g: 1,
+        goid: None,
+        start_ns: 0,
+        dur_ns: 1000,
+        error: Some(false),
+        args: Default::default(),
+        truncated: false,
+        stack,
+    };
+    w.call(&call).unwrap();
+    w.finish(&End { duration_ns: 1_000_000, dropped_events: 0, sampled_out: 0 }).unwrap();
+}
+
+#[test]
+fn flame_output_that_cannot_be_written_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.trace");
+    write_trace(&trace);
+    // A regular file where a directory should be: unwritable even for root.
+    let not_a_dir = dir.path().join("plain");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let missing_dir = dir.path().join("missing");
+    for out_dir in [&missing_dir, &not_a_dir] {
+        for name in ["out.svg", "out.json", "out.html", "out.pb.gz", "out.folded"] {
+            let output = out_dir.join(name);
+            let out = ktrace(&["flame", "--trace", trace.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+            assert_one_line_error(&out, 1, &format!("writing {}", output.display()));
+        }
+    }
+}
+
+#[test]
+fn flame_bad_input_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.trace");
+    std::fs::write(&trace, "not a trace\n").unwrap();
+    let output = dir.path().join("out.svg");
+    let out = ktrace(&["flame", "--trace", trace.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_one_line_error(&out, 3, "not a ktrace trace record");
+    assert!(!output.exists(), "nothing is written for bad input");
+}

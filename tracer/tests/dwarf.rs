@@ -280,3 +280,43 @@ fn corrupt_compressed_sections_are_errors() {
         let _ = parse(image);
     }
 }
+
+/// DWARF is read only when something needs it, and its errors are
+/// reported: with a corrupt `.debug_info`, `funcs` on a source line (no
+/// argument layouts) still plans, while `funcs` on a function (which shows
+/// them) fails with the DWARF error and exit 3 instead of planning without
+/// types.
+#[test]
+fn dwarf_is_read_only_when_needed_and_its_errors_are_reported() {
+    let funcs = |binary: &std::path::Path, spec: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ktrace"))
+            .args(["funcs", "--json", "--funcs", spec, "--binary"])
+            .arg(binary)
+            .output()
+            .expect("run ktrace")
+    };
+    let path = testkit::target_binary(Variant::Optimized).unwrap();
+    let good = funcs(&path, CREATE);
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&good.stdout).unwrap();
+    let (file, line) = (docs[0]["file"].as_str().unwrap(), docs[0]["line"].as_u64().unwrap());
+    assert!(docs[0]["args"].is_array(), "the optimized target has DWARF: {}", docs[0]);
+
+    // The decompression bomb of corrupt_compressed_sections_are_errors.
+    let original = std::fs::read(&path).unwrap();
+    let file_obj = object::File::parse(&original[..]).unwrap();
+    let header = file_obj.section_by_name(".debug_info").unwrap().file_range().unwrap().0 as usize;
+    drop(file_obj);
+    let mut bomb = original.clone();
+    bomb[header + 8..header + 16].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let bomb_path = dir.path().join("corrupt-dwarf");
+    std::fs::write(&bomb_path, &bomb).unwrap();
+
+    let at_line = funcs(&bomb_path, &format!("{file}:{line}"));
+    assert!(at_line.status.success(), "a line needs no DWARF: {}", String::from_utf8_lossy(&at_line.stderr));
+    let function = funcs(&bomb_path, CREATE);
+    let stderr = String::from_utf8_lossy(&function.stderr);
+    assert_eq!(function.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("corrupt .debug_info"), "{stderr}");
+}

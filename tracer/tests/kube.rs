@@ -84,7 +84,7 @@ fn storage_exact(v: KubeVariant) {
     }
 
     let t = trace::read(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).expect("a readable trace");
-    let create = t.header().functions.iter().find(|h| h.symbol == format!("{STORE}.Create")).unwrap().id;
+    let create = t.header().unwrap().functions.iter().find(|h| h.symbol == format!("{STORE}.Create")).unwrap().id;
     let captured: BTreeSet<String> = t
         .calls
         .iter()

@@ -40,7 +40,13 @@ fn read_trace(p: &Path) -> TraceFile {
 }
 
 fn func_id(t: &TraceFile, symbol: &str) -> u32 {
-    t.header().functions.iter().find(|f| f.symbol == symbol).unwrap_or_else(|| panic!("{symbol} not traced")).id
+    t.header()
+        .unwrap()
+        .functions
+        .iter()
+        .find(|f| f.symbol == symbol)
+        .unwrap_or_else(|| panic!("{symbol} not traced"))
+        .id
 }
 
 fn totals<'a>(t: &'a TraceFile, symbol: &str) -> &'a trace::FunctionStats {
@@ -177,7 +183,7 @@ fn secrets_never_leave_the_target() {
     assert!(!String::from_utf8_lossy(&bytes).contains(&token), "the token is in the trace file");
     assert_eq!(mode(&trace_path), 0o600);
     let t = read_trace(&trace_path);
-    assert_eq!(t.header().unredacted_args, Some(false));
+    assert_eq!(t.header().unwrap().unredacted_args, Some(false));
     let marker = "<redacted 64 bytes>";
     let tokens = str_args(&t, CACHE, "token");
     assert_eq!(tokens.len() as u64, requests, "one event per request");
@@ -252,7 +258,7 @@ fn unredacted_args_capture_the_token() {
     assert!(stderr.iter().any(|l| l.contains("--unredacted-args") && l.contains("in the clear")), "{stderr:?}");
     assert_eq!(calls(&summary, CACHE), 5);
     let t = read_trace(&path);
-    assert_eq!(t.header().unredacted_args, Some(true));
+    assert_eq!(t.header().unwrap().unredacted_args, Some(true));
     let tokens = str_args(&t, CACHE, "token");
     assert_eq!(tokens.len(), 5);
     assert!(tokens.iter().all(|v| *v == token), "the token in the clear: {tokens:?}");
@@ -340,7 +346,7 @@ fn filter_keeps_matching_keys_and_the_calls_nested_in_them() {
     );
 
     let t = read_trace(&path);
-    assert_eq!(t.header().filter.as_deref(), Some(filter.as_str()));
+    assert_eq!(t.header().unwrap().filter.as_deref(), Some(filter.as_str()));
     let created: BTreeSet<&str> = str_args(&t, &store("Create"), "key").into_iter().collect();
     assert_eq!(created, report.keys.iter().map(String::as_str).collect::<BTreeSet<_>>());
     let got = str_args(&t, &store("Get"), "key");

@@ -3,8 +3,7 @@
 //! holds those locations, one per line, as users typed them after `(dlv) b`.
 
 use tracer::{
-    error::Error,
-    plan::sites,
+    plan::sites::{self, ItemsError},
     resolve::Binary,
     spec::{self, Item, SpecError},
 };
@@ -60,7 +59,7 @@ fn seed_locations_in_the_target_resolve_in_every_variant() {
                 assert!(
                     matches!(
                         err,
-                        Error::Spec(
+                        ItemsError::Spec(
                             SpecError::NoMatch { .. } | SpecError::NoSuchFile { .. } | SpecError::LineHasNoCode { .. }
                         )
                     ),

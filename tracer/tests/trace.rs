@@ -34,9 +34,9 @@ fn captured_keys_equal_the_keys_in_etcd() {
     let (summary, _) = trace.finish();
 
     let t = trace::read(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).expect("a readable trace");
-    let create = t.header().functions.iter().find(|f| f.symbol == format!("{STORE}.Create")).unwrap().id;
-    let get = t.header().functions.iter().find(|f| f.symbol == format!("{STORE}.Get")).unwrap().id;
-    assert_eq!(t.header().functions[create as usize].groups, ["storage"]);
+    let create = t.header().unwrap().functions.iter().find(|f| f.symbol == format!("{STORE}.Create")).unwrap().id;
+    let get = t.header().unwrap().functions.iter().find(|f| f.symbol == format!("{STORE}.Get")).unwrap().id;
+    assert_eq!(t.header().unwrap().functions[create as usize].groups, ["storage"]);
     let captured: Vec<String> = t
         .calls
         .iter()

@@ -1,6 +1,6 @@
 //! `cargo xtask setup`: idempotent, and quiet when there is nothing to do.
 //! Installs what a fresh Debian 12 machine lacks (the recipe verified in
-//! docs/toolchain.md) and checks what the kernel and this process must have.
+//! README's "Set up") and checks what the kernel and this process must have.
 
 use std::{path::Path, process::Command};
 
@@ -10,8 +10,9 @@ use tracer_common::caps;
 use crate::run as exec;
 
 /// Debian packages: LLVM 22 for bpf-linker, Debian's rustc-web (its bundled
-/// library source makes `-Z build-std=core` possible offline), Go 1.19 for
-/// the test targets, and a real etcd.
+/// library source makes `-Z build-std=core` possible offline) with its
+/// clippy (the lint gate over tracer-ebpf), Go 1.19 for the test targets,
+/// and a real etcd.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -20,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
     "rust-web-src",
+    "rust-web-clippy",
     "golang-go",
     "etcd-server",
     "etcd-client",
@@ -28,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const TOOLCHAIN: &str = "debian-web";
+/// The rustup toolchain that builds and lints tracer-ebpf.
+pub const EBPF_TOOLCHAIN: &str = TOOLCHAIN;
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn run() -> Result<()> {

@@ -22,7 +22,7 @@ use crate::{
     flame::{FlameOptions, FlamePalette, Folded, render_svg},
     latency::LatencyStacks,
     pprof::{DecodeError, Profile},
-    trace::Trace,
+    trace::{Header, Trace},
 };
 
 /// Why a report could not be made.
@@ -34,13 +34,19 @@ pub enum ReportError {
     /// A profile stored in the trace is not base64.
     #[error("the profile stored in the trace is not base64: {0}")]
     Base64(String),
+    /// The trace has no header, so its records name no functions. [`read`]
+    /// never returns such a trace; a `Trace` built by hand can be one.
+    ///
+    /// [`read`]: crate::trace::read
+    #[error("the trace has no header")]
+    NoHeader,
     /// Writing an output file failed.
-    #[error("writing {path}: {reason}")]
+    #[error("writing {}: {source}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: std::io::Error,
     },
 }
 
@@ -177,7 +183,7 @@ fn cpu_folded(cpu: &CpuProfile) -> Result<(Folded, ProfileInfo), ReportError> {
 
 /// Computes the report. `cpu` defaults to a CPU profile stored in the trace.
 pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportError> {
-    let header = trace.header();
+    let header = trace.header().ok_or(ReportError::NoHeader)?;
     let stored;
     let cpu = match cpu {
         Some(c) => Some(c),
@@ -294,7 +300,7 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         });
     }
 
-    let groups = group_rows(trace, &functions, &cpu_where, &off_cpu, &in_window, &mut notes);
+    let groups = group_rows(trace, header, &functions, &cpu_where, &off_cpu, &in_window, &mut notes);
     let mut cpu_profile = cpu_data.map(|d| d.1);
     if let Some(info) = cpu_profile.as_mut()
         && info.overlap_ns == Some(0)
@@ -324,13 +330,13 @@ type CpuWhere<'a> = dyn Fn(&dyn Fn(&str) -> bool) -> Option<u64> + 'a;
 /// authenticators per request; the request is counted once).
 fn group_rows(
     trace: &Trace,
+    header: &Header,
     functions: &[Row],
     cpu_where: &CpuWhere<'_>,
     off_cpu: &dyn Fn(Option<u64>, Option<u64>) -> Option<f64>,
     in_window: &dyn Fn(u64, u64) -> u64,
     notes: &mut Vec<String>,
 ) -> Vec<Row> {
-    let header = trace.header();
     let mut members: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for f in &header.functions {
         if f.groups.is_empty() {
@@ -442,8 +448,7 @@ pub fn write(
         html_path.with_file_name(format!("{stem}{suffix}"))
     };
     let save = |path: &Path, bytes: &[u8]| {
-        crate::files::write_private(path, bytes)
-            .map_err(|e| ReportError::Write { path: path.into(), reason: e.to_string() })
+        crate::files::write_private(path, bytes).map_err(|source| ReportError::Write { path: path.into(), source })
     };
     let latency = LatencyStacks::of(trace).folded();
     let latency_svg = svg(&latency, "Wall time of traced calls", "ns", FlamePalette::Io, opts.deterministic);

@@ -6,18 +6,7 @@ use std::fmt::Write as _;
 use super::{Report, Row};
 
 /// `1.23ms`-style duration.
-pub fn duration(ns: u64) -> String {
-    let f = ns as f64;
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}µs", f / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", f / 1e6)
-    } else {
-        format!("{:.2}s", f / 1e9)
-    }
-}
+pub use crate::summary::format_ns as duration;
 
 fn opt(v: Option<u64>) -> String {
     v.map(duration).unwrap_or_else(|| "-".into())
@@ -29,15 +18,7 @@ pub fn share(v: Option<f64>) -> String {
 }
 
 /// The symbol without its package path: `etcd3.(*store).Create`.
-pub fn short(symbol: &str) -> &str {
-    // The package path ends at the last '/' before the first '.' after it;
-    // `(*T)` and line probes contain no '/' after that, but the type
-    // arguments of a generic (`(*T[go.shape.struct { a k8s.io/x.y }]).M`)
-    // may, so only the part before the first '[' is searched.
-    let head = symbol.find('[').map_or(symbol, |i| &symbol[..i]);
-    let func_start = head.rfind('/').map(|i| i + 1).unwrap_or(0);
-    &symbol[func_start..]
-}
+pub use crate::symbol::without_package_path as short;
 
 /// The cells of one row, in column order.
 pub fn cells(name: String, r: &Row) -> [String; 9] {

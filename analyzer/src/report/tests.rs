@@ -128,3 +128,9 @@ fn write_makes_a_self_contained_page() {
     }
     assert!(w.latency_svg.unwrap().is_file() && w.cpu_svg.unwrap().is_file() && w.json.is_file());
 }
+
+#[test]
+fn a_trace_without_a_header_is_an_error_not_a_panic() {
+    let headerless = Trace { header: None, ..trace() };
+    assert!(matches!(build(&headerless, None), Err(ReportError::NoHeader)));
+}

@@ -2,9 +2,15 @@
 //! kernel emulates and for one it single-steps, by probing a function of
 //! ktrace's own process for a moment. `ktrace attach` multiplies these by the
 //! observed hit rates to show its overhead before it matters.
+//!
+//! The probed function is hand-written x86-64 (a jump the kernel emulates,
+//! then a move it single-steps); on other CPUs [`measure`] says it cannot
+//! measure, and `attach` runs without an overhead estimate.
 
+#[cfg(target_arch = "x86_64")]
 use std::{hint::black_box, num::NonZeroU32, path::Path, time::Instant};
 
+#[cfg(target_arch = "x86_64")]
 use aya::{
     EbpfLoader,
     maps::PerCpuArray,
@@ -13,9 +19,27 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
+#[cfg(target_arch = "x86_64")]
 use tracer_common::{Cookie, FuncCounters, SiteKind};
 
-use super::{AttachError, EBPF_OBJECT, PROGRAM, map_err};
+use super::AttachError;
+#[cfg(target_arch = "x86_64")]
+use super::{EBPF_OBJECT, PROGRAM, map_err};
+
+/// Why the cost could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    /// Loading, attaching or reading the calibration probe failed.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// ktrace's own code is not in /proc/self/maps, so it has no file
+    /// offset to probe.
+    #[error("cannot find ktrace's own code in /proc/self/maps")]
+    OwnCodeNotMapped,
+    /// The calibration target is x86-64 code.
+    #[error("the calibration probe is written for x86-64, not {0}")]
+    UnsupportedArch(&'static str),
+}
 
 /// Per-hit cost of a probe, in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,14 +59,17 @@ impl HitCost {
 
 /// A function whose first instruction is a jump the kernel emulates and
 /// whose second is a move it must single-step.
+#[cfg(target_arch = "x86_64")]
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 extern "sysv64" fn ktrace_calibration_target(x: u64) -> u64 {
     core::arch::naked_asm!("jmp 2f", "2:", "mov rax, rdi", "ret")
 }
 /// Length of the `jmp 2f` above (EB 00).
+#[cfg(target_arch = "x86_64")]
 const JMP_LEN: u64 = 2;
 
+#[cfg(target_arch = "x86_64")]
 fn run(calls: u64) -> f64 {
     let f = black_box(ktrace_calibration_target as extern "sysv64" fn(u64) -> u64);
     let started = Instant::now();
@@ -54,24 +81,20 @@ fn run(calls: u64) -> f64 {
     started.elapsed().as_nanos() as f64
 }
 
-/// The file offset of a code address of this process, from /proc/self/maps.
-fn self_file_offset(addr: u64) -> Option<u64> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().find_map(|line| {
-        let mut parts = line.split_whitespace();
-        let (start, end) = parts.next()?.split_once('-')?;
-        let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
-        let offset = u64::from_str_radix(parts.nth(1)?, 16).ok()?;
-        (start..end).contains(&addr).then(|| addr - start + offset)
-    })
+/// Measures both costs; takes about a tenth of a second.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn measure() -> Result<HitCost, CalibrateError> {
+    Err(CalibrateError::UnsupportedArch(std::env::consts::ARCH))
 }
 
 /// Measures both costs; takes about a tenth of a second.
-pub fn measure() -> Result<HitCost, AttachError> {
+#[cfg(target_arch = "x86_64")]
+pub fn measure() -> Result<HitCost, CalibrateError> {
     const CALLS: u64 = 4000;
     let addr = ktrace_calibration_target as *const () as u64;
-    let offset = self_file_offset(addr).ok_or(AttachError::Missing("mapping of ktrace's own code"))?;
-    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
+    let maps = crate::procfs::self_maps().map_err(|_| CalibrateError::OwnCodeNotMapped)?;
+    let offset = maps.iter().find_map(|m| m.file_offset(addr)).ok_or(CalibrateError::OwnCodeNotMapped)?;
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(AttachError::from)?;
     let program: &mut UProbe = ebpf
         .program_mut(PROGRAM)
         .ok_or(AttachError::Missing("uprobe program"))?
@@ -97,7 +120,7 @@ pub fn measure() -> Result<HitCost, AttachError> {
             .map_err(map_err("COUNTERS"))?;
     let hits: u64 = counters.get(&0, 0).map_err(map_err("COUNTERS"))?.iter().map(|c| c.calls).sum();
     if hits != 6 * CALLS {
-        return Err(AttachError::Missing("calibration hits (the probe did not fire on every call)"));
+        return Err(AttachError::Missing("calibration hits (the probe did not fire on every call)").into());
     }
     Ok(HitCost { emulated_ns: per_hit[0], single_stepped_ns: per_hit[1] })
 }

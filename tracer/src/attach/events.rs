@@ -105,20 +105,11 @@ pub fn monotonic_ns() -> u64 {
 /// (non-PIE) Go binaries, and whenever it cannot be read.
 pub fn load_bias(pid: u32, text_vaddr: u64, text_offset: u64) -> u64 {
     let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return 0 };
-    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { return 0 };
-    maps.lines()
-        .find_map(|line| {
-            let mut parts = line.split_whitespace();
-            let (start, end) = parts.next()?.split_once('-')?;
-            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
-            let offset = u64::from_str_radix(parts.nth(1)?, 16).ok()?;
-            if parts.nth(2).map(std::path::Path::new) != Some(exe.as_path()) {
-                return None;
-            }
-            let within = text_offset.checked_sub(offset).filter(|d| *d < end - start)?;
-            Some((start + within).wrapping_sub(text_vaddr))
-        })
-        .unwrap_or(0)
+    let Ok(maps) = crate::procfs::maps(pid) else { return 0 };
+    maps.iter()
+        .filter(|m| m.is_file(&exe))
+        .find_map(|m| m.address_of(text_offset))
+        .map_or(0, |addr| addr.wrapping_sub(text_vaddr))
 }
 
 #[cfg(test)]

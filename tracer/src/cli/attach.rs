@@ -173,17 +173,19 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let layouts: Vec<Option<Vec<Slot>>> = plans
         .iter()
         .map(|p| {
-            let mut slots = planned
-                .params(&p.function)
+            let slots = planned
+                .params(&p.function)?
                 .map(|params| {
                     let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
                     abi::layout(&params, &amd64::REGISTERS)
                 })
-                .or_else(|| signatures::known(&p.function.name))?;
-            secrets::mark(&p.function.name, &mut slots);
-            Some(slots)
+                .or_else(|| signatures::known(&p.function.name, &amd64::REGISTERS));
+            Ok(slots.map(|mut slots| {
+                secrets::mark(&p.function.name, &mut slots);
+                slots
+            }))
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
     if let Some(f) = &filter {
         let found: Vec<FilterArg> = plans
             .iter()
@@ -228,7 +230,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         count_only: args.count_only,
         bare: args.bare,
         filter: filter.as_ref().map(FilterSpec::to_kernel),
-        goid_offset: planned.goid_offset(),
+        goid_offset: planned.goid_offset()?,
         links: args.links,
     };
     let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
@@ -475,8 +477,7 @@ fn open_trace(
             .collect(),
     };
     // Private: a trace holds etcd keys and the shape of the server's traffic.
-    let file = analyzer::files::create_private(path)
-        .map_err(|e| Error::Input(format!("cannot create the trace file {}: {e}", path.display())))?;
+    let file = analyzer::files::create_private(path).map_err(|source| Error::Write { path: path.into(), source })?;
     Ok(TraceWriter::new(BufWriter::new(file), &header)?)
 }
 

@@ -14,7 +14,7 @@ use analyzer::{
     flame::{self, FlameOptions, FlamePalette, Folded},
     latency::LatencyStacks,
     pprof::Profile,
-    report::{self, CpuProfile, ReportOptions},
+    report::{self, CpuProfile, ReportError, ReportOptions},
     trace::{self, Trace},
 };
 use clap::{Args, ValueEnum};
@@ -141,7 +141,16 @@ fn fold(p: &Profile, sample_type: Option<&str>, what: &str) -> Result<(Folded, S
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    analyzer::files::write_private(path, bytes).map_err(|e| input(format!("writing {}: {e}", path.display())))
+    analyzer::files::write_private(path, bytes).map_err(|source| Error::Write { path: path.into(), source })
+}
+
+/// A report that could not be written is not the input's fault; one that
+/// could not be computed is.
+fn report_error(e: ReportError) -> Error {
+    match e {
+        ReportError::Write { path, source } => Error::Write { path, source },
+        other => input(other),
+    }
 }
 
 pub fn run(args: &FlameArgs) -> Result<(), Error> {
@@ -171,14 +180,14 @@ pub fn run(args: &FlameArgs) -> Result<(), Error> {
             };
             let opts = ReportOptions { deterministic: args.deterministic };
             let rep = if format == Format::Html {
-                let (rep, w) = report::write(&trace, cpu.as_ref(), &args.output, &opts).map_err(input)?;
+                let (rep, w) = report::write(&trace, cpu.as_ref(), &args.output, &opts).map_err(report_error)?;
                 let svgs = [w.latency_svg, w.cpu_svg].into_iter().flatten();
                 let also: Vec<String> = std::iter::once(w.json).chain(svgs).map(|p| p.display().to_string()).collect();
                 eprintln!("ktrace: wrote {} (and {})", w.html.display(), also.join(", "));
                 rep
             } else {
-                let rep = report::build(&trace, cpu.as_ref()).map_err(input)?;
-                let json = serde_json::to_vec_pretty(&rep).map_err(|e| input(e.to_string()))?;
+                let rep = report::build(&trace, cpu.as_ref()).map_err(report_error)?;
+                let json = serde_json::to_vec_pretty(&rep).map_err(std::io::Error::from)?;
                 write_file(&args.output, &json)?;
                 rep
             };

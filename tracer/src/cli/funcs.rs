@@ -54,7 +54,31 @@ pub struct FuncsArgs {
     symbols: Option<PathBuf>,
 }
 
-/// One element of `funcs --json` (the CLI contract in docs/design.md).
+/// `entry_kind` in `funcs --json`: the plan's [`EntryKind`], with a body
+/// site named after its [`Target`] (`line` with its number, or `inlined`),
+/// as the JSON has always said.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum EntryKindJson {
+    StackGuard { mask: u8, taken_if_any: bool },
+    FirstInstruction,
+    Line { line: u32 },
+    Inlined,
+}
+
+impl EntryKindJson {
+    fn of(p: &ProbePlan) -> Self {
+        match (p.entry_kind, &p.target) {
+            (EntryKind::StackGuard { mask, taken_if_any }, _) => EntryKindJson::StackGuard { mask, taken_if_any },
+            (EntryKind::FirstInstruction, _) => EntryKindJson::FirstInstruction,
+            (EntryKind::Body, Target::Line { line, .. }) => EntryKindJson::Line { line: *line },
+            (EntryKind::Body, _) => EntryKindJson::Inlined,
+        }
+    }
+}
+
+/// One element of `funcs --json`, a contract scripts and tests depend on
+/// (documented for users in the README).
 #[derive(Serialize)]
 struct FuncJson<'a> {
     /// The function; for an inlined copy, the inlined function.
@@ -65,7 +89,7 @@ struct FuncJson<'a> {
     entry: String,
     /// Address of the entry probe, as a hex string.
     entry_site: String,
-    entry_kind: EntryKind,
+    entry_kind: EntryKindJson,
     entry_emulated: bool,
     /// RET sites as byte offsets from the entry.
     ret_offsets: Vec<u64>,
@@ -103,19 +127,21 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
     let (binary, functions, plans) = (&planned.binary, &planned.functions, &planned.plans);
     // Types come from DWARF only: the binary's, or the --symbols file's.
     let registers = arch::for_machine(binary.machine()).registers();
-    let layouts: Vec<Option<Vec<Slot>>> = plans
-        .iter()
-        .map(|p| {
-            if p.target != Target::Function {
-                return None;
-            }
-            let params = planned.params(&p.function)?;
+    // Lines and inlined copies have no arguments in ABI places, so a spec of
+    // only those never reads DWARF.
+    let mut layouts: Vec<Option<Vec<Slot>>> = Vec::with_capacity(plans.len());
+    for p in plans {
+        let params = match p.target {
+            Target::Function => planned.params(&p.function)?,
+            _ => None,
+        };
+        layouts.push(params.map(|params| {
             let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
             let mut slots = abi::layout(&params, registers);
             secrets::mark(&p.function.name, &mut slots);
-            Some(slots)
-        })
-        .collect();
+            slots
+        }));
+    }
     let calls = if plans.iter().any(|p| p.target == Target::Function) { binary.inlined_calls()? } else { Vec::new() };
     let mut by_callee: HashMap<&str, Vec<&InlinedCall>> = HashMap::new();
     for call in &calls {
@@ -166,7 +192,7 @@ fn to_json<'a>(
         label: p.label(),
         entry: format!("{:#x}", p.function.entry),
         entry_site: format!("{:#x}", p.entry.addr),
-        entry_kind: p.entry_kind,
+        entry_kind: EntryKindJson::of(p),
         entry_emulated: p.entry.emulated,
         ret_offsets: p.rets.iter().map(|r| r.addr - p.function.entry).collect(),
         file: p.function.file.as_deref(),
@@ -226,8 +252,10 @@ fn print_table(
         let site = match p.entry_kind {
             EntryKind::StackGuard { .. } => format!("+{offset:#x} guard"),
             EntryKind::FirstInstruction => "+0x0 first".to_string(),
-            EntryKind::Line { .. } => format!("+{offset:#x} line"),
-            EntryKind::Inlined => format!("+{offset:#x} inl"),
+            EntryKind::Body => match p.target {
+                Target::Inlined(_) => format!("+{offset:#x} inl"),
+                _ => format!("+{offset:#x} line"),
+            },
         };
         let (file, line) = match &p.target {
             Target::Function => (p.function.file.as_deref(), p.function.line),

@@ -17,15 +17,7 @@ pub struct Row<'a> {
     pub detached: bool,
 }
 
-/// Formats nanoseconds with a unit a person reads at a glance.
-pub fn ns(v: u64) -> String {
-    match v {
-        0..1_000 => format!("{v}ns"),
-        1_000..1_000_000 => format!("{:.1}µs", v as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.2}ms", v as f64 / 1e6),
-        _ => format!("{:.2}s", v as f64 / 1e9),
-    }
-}
+use analyzer::summary::format_ns as ns;
 
 /// A share as a whole percentage; below 1 % with one decimal.
 fn percent(f: f64) -> String {

@@ -10,6 +10,7 @@ mod live;
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::OnceLock,
 };
 
 use clap::{Args, Parser, Subcommand};
@@ -17,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     error::Error,
     plan::ProbePlan,
-    resolve::{Binary, Dwarf, Function, Param, SymbolsFile},
+    resolve::{Binary, Dwarf, Function, Param, ResolveError, SymbolsFile},
     spec,
 };
 
@@ -74,59 +75,68 @@ impl TargetArgs {
     /// selects; also returns every function of the binary (to symbolize
     /// stacks) and where argument types come from: the binary's own DWARF,
     /// or `symbols` (an unstripped build of the same source, checked to
-    /// hold the same code for every probed function).
+    /// hold the same code for every probed function). The binary's own
+    /// DWARF is not read here; see [`Planned::types`].
     fn plan_all(&self, spec: &str, symbols: Option<&Path>) -> Result<Planned, Error> {
         let binary = Binary::open(&self.path()?)?;
         binary.check_go()?;
         let functions = binary.functions()?;
         let plans = crate::plan::sites::plan_items(&binary, &functions, &spec::parse(spec)?)?;
-        let types = match symbols {
-            None => Types::Own(binary.dwarf()?),
+        let symbols = match symbols {
+            None => None,
             Some(path) => {
                 let file = SymbolsFile::open(path)?;
                 let probed: Vec<&Function> = plans.iter().map(|p| &p.function).collect();
                 file.verify(&binary, &probed)?;
-                Types::Symbols(Box::new(file))
+                Some(Box::new(file))
             }
         };
-        Ok(Planned { binary, functions, plans, types })
+        Ok(Planned { binary, functions, plans, symbols, own_dwarf: OnceLock::new() })
     }
 }
 
-/// Where argument and result types come from.
-enum Types {
-    /// The target's own DWARF, if it has any.
-    Own(Option<Dwarf>),
-    /// The DWARF of a `--symbols` file verified against the target.
-    Symbols(Box<SymbolsFile>),
-}
-
-/// A binary, its functions, the probe plans a spec selected, and their
-/// argument types.
+/// A binary, its functions, the probe plans a spec selected, and where
+/// their argument types come from.
 struct Planned {
     binary: Binary,
     functions: Vec<Function>,
     plans: Vec<ProbePlan>,
-    types: Types,
+    /// A `--symbols` file verified against the target: its DWARF gives the
+    /// types, and the target's own is never read.
+    symbols: Option<Box<SymbolsFile>>,
+    /// The target's own DWARF (`None` inside when stripped), read on first
+    /// use: a big binary's DWARF takes seconds and hundreds of MB to read,
+    /// and a spec of source lines needs none of it.
+    own_dwarf: OnceLock<Option<Dwarf>>,
 }
 
 impl Planned {
-    /// Parameters then results of `f`, when DWARF describes it.
-    fn params(&self, f: &Function) -> Option<&[Param]> {
-        match &self.types {
-            Types::Own(dwarf) => dwarf.as_ref()?.params(&f.name),
-            Types::Symbols(file) => file.params(f),
+    /// The DWARF that describes the target's types: the `--symbols` file's,
+    /// else the target's own, read at most once, on the first call.
+    fn types(&self) -> Result<Option<&Dwarf>, ResolveError> {
+        if let Some(file) = &self.symbols {
+            return Ok(Some(file.dwarf()));
         }
+        if let Some(dwarf) = self.own_dwarf.get() {
+            return Ok(dwarf.as_ref());
+        }
+        let dwarf = self.binary.dwarf()?;
+        Ok(self.own_dwarf.get_or_init(|| dwarf).as_ref())
+    }
+
+    /// Parameters then results of `f`, when DWARF describes it.
+    fn params(&self, f: &Function) -> Result<Option<&[Param]>, ResolveError> {
+        Ok(match &self.symbols {
+            // By entry: the files may name generic instantiations differently.
+            Some(file) => file.params(f),
+            None => self.types()?.and_then(|d| d.params(&f.name)),
+        })
     }
 
     /// The offset of `runtime.g.goid`, from whichever DWARF gives the types
     /// (a stripped target gets goroutine ids through `--symbols`).
-    fn goid_offset(&self) -> Option<u64> {
-        let dwarf = match &self.types {
-            Types::Own(dwarf) => dwarf.as_ref()?,
-            Types::Symbols(file) => file.dwarf(),
-        };
-        dwarf.struct_member_offset("runtime.g", "goid")
+    fn goid_offset(&self) -> Result<Option<u64>, ResolveError> {
+        Ok(self.types()?.and_then(|d| d.struct_member_offset("runtime.g", "goid")))
     }
 }
 

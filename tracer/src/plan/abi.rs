@@ -101,7 +101,7 @@ pub fn with_implicit_receiver(symbol: &str, file: Option<&str>, params: &[Param]
     // Type arguments may hold `/` and `)`: look at the name without them.
     let bare = crate::spec::strip_type_args(symbol);
     let symbol_bare = bare.as_deref().unwrap_or(symbol);
-    let local = &symbol_bare[symbol_bare.rfind('/').map_or(0, |i| i + 1)..];
+    let local = analyzer::symbol::without_package_path(symbol_bare);
     let receiver = local.split_once(".(*").and_then(|(_, rest)| rest.split_once(')')).map(|(ty, _)| ty);
     let has_receiver = params.first().is_some_and(|p| !p.is_result && matches!(p.kind, TypeKind::Pointer));
     let mut out = Vec::with_capacity(params.len() + 1);
@@ -143,8 +143,7 @@ fn dictionary_slot(symbol: &str) -> Option<usize> {
         return None;
     }
     let bare = crate::spec::strip_type_args(symbol)?;
-    let tail = &bare[bare.rfind('/').map_or(0, |i| i + 1)..];
-    let local = tail.split_once('.').map_or(tail, |(_, l)| l);
+    let local = analyzer::symbol::local_name(&bare);
     let last = local.rsplit('.').next().unwrap_or(local);
     let generated = ["func", "gowrap", "deferwrap"]
         .iter()

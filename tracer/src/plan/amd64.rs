@@ -20,9 +20,11 @@ use super::{
 use crate::resolve::Function;
 
 /// Go's ABIInternal register files on amd64 (integer args and results in
-/// this order; g lives in R14 and is never an argument).
+/// this order; g lives in R14 and is never an argument). The integer list is
+/// `tracer_common::REG_NAMES`, whose indexes the kernel side reads registers
+/// by, so a name placed here is always one the probe can read.
 pub const REGISTERS: Registers = Registers {
-    int: &["RAX", "RBX", "RCX", "RDI", "RSI", "R8", "R9", "R10", "R11"],
+    int: &tracer_common::REG_NAMES,
     float: &["X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "X9", "X10", "X11", "X12", "X13", "X14"],
 };
 
@@ -47,10 +49,6 @@ impl Arch for Amd64 {
 
     fn registers(&self) -> &'static Registers {
         &REGISTERS
-    }
-
-    fn g_register(&self) -> &'static str {
-        "R14"
     }
 
     fn decode(&self, function: &Function, code: &[u8]) -> Result<Vec<Insn>, PlanError> {

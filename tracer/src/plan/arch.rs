@@ -51,9 +51,6 @@ pub trait Arch: Sync {
     /// Go's ABIInternal integer and float argument registers, in order.
     fn registers(&self) -> &'static Registers;
 
-    /// The register holding the current goroutine's `g`.
-    fn g_register(&self) -> &'static str;
-
     /// Decodes the whole body of `function` (bytes `code`, starting at its
     /// entry) into instruction boundaries, linearly from the entry.
     fn decode(&self, function: &Function, code: &[u8]) -> Result<Vec<Insn>, PlanError>;

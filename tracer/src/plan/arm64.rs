@@ -29,10 +29,6 @@ impl Arch for Arm64 {
         &REGISTERS
     }
 
-    fn g_register(&self) -> &'static str {
-        "R28"
-    }
-
     fn decode(&self, _function: &Function, _code: &[u8]) -> Result<Vec<Insn>, PlanError> {
         Err(PlanError::UnsupportedArch(self.name()))
     }

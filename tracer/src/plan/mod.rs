@@ -6,8 +6,9 @@
 //! for the next CPU and refuses to plan until it is written.
 //!
 //! Besides whole functions, a plan can target a source line
-//! ([`EntryKind::Line`], from `file.go:LINE`) or one inlined copy of a
-//! function ([`EntryKind::Inlined`]); see [`sites`].
+//! ([`Target::Line`], from `file.go:LINE`) or one inlined copy of a
+//! function ([`Target::Inlined`]); see [`sites`]. [`Target`] says what a
+//! plan probes, [`EntryKind`] only how its entry site behaves.
 //!
 //! This layer reads function bytes through [`Binary`]; it never touches a
 //! live process.
@@ -25,8 +26,7 @@ use std::ops::Range;
 use crate::resolve::{Binary, Function, InlinedCall, ResolveError};
 
 /// Where the entry probe sits and how the kernel side must treat it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
     /// The stack-guard conditional branch. It runs once per pass through the
     /// prologue; the pass that is about to call `runtime.morestack` is
@@ -40,18 +40,11 @@ pub enum EntryKind {
     /// The first instruction: used when the function has no stack check
     /// (leaf or NOSPLIT), where stack growth cannot re-enter it.
     FirstInstruction,
-    /// The first instruction of a source line (`file.go:LINE`) inside the
-    /// function, past its stack check, so it fires once per execution of
-    /// the line's code. No EFLAGS filter. The plan has no RET sites.
-    Line {
-        /// The source line.
-        line: u32,
-    },
-    /// The first instruction of one inlined copy of a function inside the
-    /// plan's function, past the caller's stack check: it fires once per
-    /// call of the inlined function at that site. No EFLAGS filter, no RET
-    /// sites.
-    Inlined,
+    /// An instruction inside the body, past the stack check, so it fires
+    /// once per pass however the stack grows: the first instruction of a
+    /// source line or of an inlined copy ([`ProbePlan::target`] says which).
+    /// No EFLAGS filter; the plan has no RET sites.
+    Body,
 }
 
 /// One probe site.
@@ -200,7 +193,7 @@ impl<'a> Planner<'a> {
         Ok(Some(ProbePlan {
             function: function.clone(),
             entry: site,
-            entry_kind: EntryKind::Line { line },
+            entry_kind: EntryKind::Body,
             rets: Vec::new(),
             target: Target::Line { file: file.to_string(), line },
         }))
@@ -224,7 +217,7 @@ impl<'a> Planner<'a> {
         Ok(ProbePlan {
             function: caller.clone(),
             entry: site.site(),
-            entry_kind: EntryKind::Inlined,
+            entry_kind: EntryKind::Body,
             rets: Vec::new(),
             target: Target::Inlined(call.clone()),
         })

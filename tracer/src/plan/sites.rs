@@ -9,17 +9,33 @@
 
 use std::ops::Range;
 
-use super::{Planner, ProbePlan, Target};
+use super::{PlanError, Planner, ProbePlan, Target};
 use crate::{
-    error::Error,
-    resolve::{Binary, Function, InlinedCall},
+    resolve::{Binary, Function, InlinedCall, ResolveError},
     spec::{self, Item, SpecError},
 };
+
+/// Why a spec's items could not be planned. The three sources stay apart
+/// because they mean different things to the user: a spec that matches
+/// nothing or tables that do not read are bad input, a function whose code
+/// cannot be probed is not.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemsError {
+    /// An item matched nothing, or named a line without code.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The binary's line or inline tables did not read.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// A matched function could not be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
 
 /// Plans every item of a spec, in order, without duplicates. An item that
 /// matches nothing fails with the closest names; a line without code fails
 /// with the nearest lines that have some.
-pub fn plan_items(binary: &Binary, functions: &[Function], items: &[Item]) -> Result<Vec<ProbePlan>, Error> {
+pub fn plan_items(binary: &Binary, functions: &[Function], items: &[Item]) -> Result<Vec<ProbePlan>, ItemsError> {
     let planner = Planner::new(binary, functions);
     let mut inlined: Option<Vec<InlinedCall>> = None;
     let mut out: Vec<ProbePlan> = Vec::new();
@@ -54,8 +70,9 @@ pub fn plan_items(binary: &Binary, functions: &[Function], items: &[Item]) -> Re
 fn same_probe(a: &ProbePlan, b: &ProbePlan) -> bool {
     match (&a.target, &b.target) {
         (Target::Function, Target::Function) => a.function.entry == b.function.entry,
-        (Target::Function, _) | (_, Target::Function) => false,
-        _ => a.entry.addr == b.entry.addr && a.entry_kind == b.entry_kind,
+        (Target::Line { line: x, .. }, Target::Line { line: y, .. }) => a.entry.addr == b.entry.addr && x == y,
+        (Target::Inlined(_), Target::Inlined(_)) => a.entry.addr == b.entry.addr,
+        _ => false,
     }
 }
 
@@ -70,7 +87,7 @@ fn inlined_plans(
     planner: &Planner<'_>,
     functions: &[Function],
     calls: Vec<&InlinedCall>,
-) -> Result<Vec<ProbePlan>, Error> {
+) -> Result<Vec<ProbePlan>, PlanError> {
     let mut out = Vec::with_capacity(calls.len());
     for call in calls {
         // Every caller the pclntab names is an out-of-line function; one
@@ -90,7 +107,7 @@ fn line_plans(
     item: &Item,
     file: &str,
     line: u32,
-) -> Result<Vec<ProbePlan>, Error> {
+) -> Result<Vec<ProbePlan>, ItemsError> {
     let ranges = binary.line_ranges(&mut |f| spec::path_suffix(f, file))?;
     if ranges.is_empty() {
         return Err(SpecError::NoSuchFile { item: item.text(), file: file.to_string() }.into());

@@ -61,13 +61,13 @@ pub fn parse_buildinfo<'a>(
     data: &'a [u8],
     read: impl Fn(u64, u64) -> Option<&'a [u8]>,
 ) -> Result<GoBuildInfo, Malformed> {
-    let head = data.get(..HEADER).ok_or_else(|| bad("shorter than its 32-byte header"))?;
+    let (head, mut rest) = data.split_at_checked(HEADER).ok_or_else(|| bad("shorter than its 32-byte header"))?;
     if !head.starts_with(MAGIC) {
         return Err(bad("missing magic"));
     }
-    let (ptr_size, flags) = (usize::from(head[14]), head[15]);
+    let (&ptr_size, &flags) = head.get(14).zip(head.get(15)).ok_or_else(|| bad("shorter than its 32-byte header"))?;
+    let ptr_size = usize::from(ptr_size);
     let (version, modinfo) = if flags & INLINE_STRINGS != 0 {
-        let mut rest = &data[HEADER..];
         (inline_string(&mut rest)?, inline_string(&mut rest)?)
     } else {
         if !matches!(ptr_size, 4 | 8) {
@@ -112,10 +112,13 @@ fn inline_string<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], Malformed> {
         }
     }
     let used = used.ok_or_else(|| bad("bad string length"))?;
-    let body = &rest[used..];
-    let len = usize::try_from(len).ok().filter(|&l| l <= body.len()).ok_or_else(|| bad("string runs past the end"))?;
-    *rest = &body[len..];
-    Ok(&body[..len])
+    let body = rest.get(used..).ok_or_else(|| bad("bad string length"))?;
+    let (string, after) = usize::try_from(len)
+        .ok()
+        .and_then(|len| body.split_at_checked(len))
+        .ok_or_else(|| bad("string runs past the end"))?;
+    *rest = after;
+    Ok(string)
 }
 
 /// Pulls the main package path (`path\t…`) and the main module version
@@ -123,8 +126,8 @@ fn inline_string<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], Malformed> {
 fn parse_modinfo(raw: &[u8]) -> (Option<String>, Option<String>) {
     // The sentinels frame the text only when it is long enough to hold both
     // and ends in a newline before the trailing one (runtime/debug).
-    let framed = raw.len() > 2 * MODINFO_FRAME && raw[raw.len() - MODINFO_FRAME - 1] == b'\n';
-    let text = if framed { &raw[MODINFO_FRAME..raw.len() - MODINFO_FRAME] } else { raw };
+    let framed = raw.len() > 2 * MODINFO_FRAME && raw.get(raw.len() - MODINFO_FRAME - 1) == Some(&b'\n');
+    let text = if framed { raw.get(MODINFO_FRAME..raw.len() - MODINFO_FRAME).unwrap_or(raw) } else { raw };
     let text = String::from_utf8_lossy(text);
     let (mut path, mut version) = (None, None);
     for line in text.lines() {

@@ -59,6 +59,15 @@ impl Machine {
             Machine::Aarch64 => "aarch64",
         }
     }
+
+    /// The instruction size unit Go's linker writes into `.gopclntab`
+    /// (`pcquantum`): pc deltas are multiples of it.
+    pub fn pc_quantum(self) -> u8 {
+        match self {
+            Machine::X86_64 => 1,
+            Machine::Aarch64 => 4,
+        }
+    }
 }
 
 enum Bytes {
@@ -248,7 +257,9 @@ impl Binary {
             if let Some(p) = pcln.get(i).filter(|p| p.entry == f.entry) {
                 f.file.clone_from(&p.file);
                 f.line = p.line;
-                covered[i] = true;
+                if let Some(c) = covered.get_mut(i) {
+                    *c = true;
+                }
             }
             out.push(f);
         }
@@ -310,7 +321,11 @@ impl Binary {
     /// Parses the pclntab header; `None` when the binary has none.
     fn pclntab_header(&self, hint: Option<u64>) -> Option<Result<Pclntab<'_>, ResolveError>> {
         let range = self.pclntab.clone()?;
-        Some(pclntab::parse_pclntab(&self.data[range], hint).map_err(|e| e.at(&self.path)))
+        // locate_pclntab checked the range against the file.
+        let Some(table) = self.data.get(range) else {
+            return Some(Err(pclntab::Malformed::new(".gopclntab", "extends past the end of the file").at(&self.path)));
+        };
+        Some(pclntab::parse_pclntab(table, hint).map_err(|e| e.at(&self.path)))
     }
 
     fn pclntab_functions(&self, symtab: Option<&Symtab>) -> Result<Vec<Function>, ResolveError> {
@@ -368,7 +383,9 @@ impl Binary {
                 if chunk != needle {
                     continue;
                 }
-                let words: Vec<u64> = bytes[i * 8..]
+                let words: Vec<u64> = bytes
+                    .get(i * 8..)
+                    .unwrap_or_default()
                     .chunks_exact(8)
                     .take(48)
                     .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
@@ -459,8 +476,8 @@ impl Binary {
             // offsets and addresses agree modulo the page size.
             let first = span.start.next_multiple_of(8);
             for at in (first..span.end.saturating_sub(8)).step_by(8) {
-                let candidate = &self.data[at..span.end];
-                if pclntab::looks_like_header(candidate)
+                let Some(candidate) = self.data.get(at..span.end) else { continue };
+                if pclntab::looks_like_header(candidate, self.machine)
                     && pclntab::parse_pclntab(candidate, None).is_ok_and(|t| t.is_plausible())
                 {
                     return Ok(Some(at..span.end));
@@ -483,8 +500,9 @@ impl Binary {
         for seg in writable.chain(rest) {
             let Some(span) = seg.file_span().filter(|r| r.end <= self.data.len()) else { continue };
             let first = span.start.next_multiple_of(16).min(span.end);
-            if let Some(at) = buildinfo::find_buildinfo(&self.data[first..span.end]) {
-                return buildinfo::parse_buildinfo(&self.data[first + at..], read).ok();
+            let Some(window) = self.data.get(first..span.end) else { continue };
+            if let Some(at) = buildinfo::find_buildinfo(window) {
+                return buildinfo::parse_buildinfo(window.get(at..)?, read).ok();
             }
         }
         None

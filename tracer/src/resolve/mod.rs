@@ -5,6 +5,12 @@
 //! typed errors, never a panic.
 //!
 //! This layer may read files; it never touches a live process.
+//!
+//! The lints below hold the "never a panic" promise outside tests: no
+//! `unwrap`/`expect`/`panic!`, and no `[]` indexing or slicing that could
+//! go out of bounds (`get` and friends instead).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod buildinfo;
 mod dwarf;

@@ -134,15 +134,9 @@ impl Item {
 /// `k8s.io/apiserver/pkg/storage/etcd3.(*store).Create`. Generic type
 /// arguments are removed first, since they may hold `/` and `.`.
 fn local_name(symbol: &str) -> Cow<'_, str> {
-    let bare = match strip_type_args(symbol) {
-        Some(bare) => Cow::Owned(bare),
-        None => Cow::Borrowed(symbol),
-    };
-    let tail_start = bare.rfind('/').map_or(0, |i| i + 1);
-    let local_start = bare[tail_start..].find('.').map_or(tail_start, |i| tail_start + i + 1);
-    match bare {
-        Cow::Borrowed(s) => Cow::Borrowed(&s[local_start..]),
-        Cow::Owned(s) => Cow::Owned(s[local_start..].to_string()),
+    match strip_type_args(symbol) {
+        Some(bare) => Cow::Owned(analyzer::symbol::local_name(&bare).to_string()),
+        None => Cow::Borrowed(analyzer::symbol::local_name(symbol)),
     }
 }
 

@@ -270,7 +270,7 @@ impl Entry {
                 }
             }
             Kind::Closures { file } => {
-                let tail = self.pattern.rfind('/').map_or(0, |i| i + 1);
+                let tail = self.pattern.len() - analyzer::symbol::without_package_path(self.pattern).len();
                 let split = self.pattern[tail..].find('.').map_or(self.pattern.len(), |i| tail + i);
                 let (pkg, enclosing) = (&self.pattern[..split], self.pattern[split..].trim_start_matches('.'));
                 closure = Some(ClosureOf {

@@ -52,7 +52,7 @@ impl LineTable {
     /// File and line of the first row at exactly `addr`.
     pub(super) fn at(&self, addr: u64) -> (Option<String>, Option<u32>) {
         let i = self.rows.partition_point(|r| r.0 < addr);
-        match self.rows[i..].iter().take_while(|r| r.0 == addr).find(|r| !r.3) {
+        match self.rows.get(i..).unwrap_or_default().iter().take_while(|r| r.0 == addr).find(|r| !r.3) {
             Some(&(_, file, line, _)) => (self.file(file), Some(line).filter(|&l| l != 0)),
             None => (None, None),
         }
@@ -68,7 +68,7 @@ impl LineTable {
     ) {
         let wanted: Vec<Option<String>> = self.files.iter().map(|f| f.clone().filter(|f| wants_file(f))).collect();
         for pair in self.rows.windows(2) {
-            let (&(start, file, line, end_seq), &(end, ..)) = (&pair[0], &pair[1]);
+            let [(start, file, line, end_seq), (end, ..)] = *pair else { continue };
             let Some(Some(name)) = usize::try_from(file).ok().and_then(|f| wanted.get(f)) else { continue };
             if end_seq || end <= start || line == 0 {
                 continue;

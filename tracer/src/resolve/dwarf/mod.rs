@@ -3,12 +3,14 @@
 //! compressed since Go 1.19, or `.zdebug_*` from older linkers).
 //!
 //! Everything is read once into owned tables so callers hold no borrow of
-//! the file. The input is hostile: decompression is size-capped, type
+//! the file. Parameter types are resolved lazily, per function, on the
+//! first [`Dwarf::params`] call: a run needs a few functions' types, not
+//! every function's. The input is hostile: decompression is size-capped, type
 //! resolution is depth- and node-bounded (Go's types are recursive through
 //! pointers and struct members), and malformed data is a typed
 //! [`ResolveError::Corrupt`], never a panic.
 
-use std::{borrow::Cow, collections::HashMap, path::Path};
+use std::{borrow::Cow, collections::HashMap, path::Path, sync::OnceLock};
 
 use gimli::{AttributeValue, DwAt, DwTag, EndianSlice, LittleEndian, SectionId, Unit};
 use object::{Object, ObjectSection};
@@ -96,10 +98,32 @@ pub struct Param {
 #[derive(Debug, Default)]
 pub struct Dwarf {
     functions: Vec<Function>,
-    params: HashMap<String, Vec<Param>>,
+    params: HashMap<String, LazyParams>,
     structs: HashMap<String, Vec<(String, u64)>>,
     inlined: Vec<InlinedCall>,
     lines: Vec<LineTable>,
+    types: Types,
+}
+
+/// One function's parameters, named but with their types not yet
+/// resolved. Resolving every parameter type of every function (struct
+/// types field by field) was half the time of reading a big binary's DWARF
+/// (1.4 s of 3.2 s for kube-apiserver), and a run needs a few functions'.
+#[derive(Debug, Default)]
+struct LazyParams {
+    /// Name, type DIE, and whether it is a result, in declaration order.
+    unresolved: Vec<(String, Option<u64>, bool)>,
+    resolved: OnceLock<Vec<Param>>,
+}
+
+/// Type DIEs by `.debug_info` offset.
+#[derive(Default)]
+struct Types(HashMap<u64, TypeDie>);
+
+impl std::fmt::Debug for Types {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Types({})", self.0.len())
+    }
 }
 
 impl std::fmt::Debug for LineTable {
@@ -116,9 +140,26 @@ impl Dwarf {
     }
 
     /// Parameters then results of the function named `symbol`, in
-    /// declaration order.
+    /// declaration order. Their types are resolved on the first call for
+    /// each function.
     pub fn params(&self, symbol: &str) -> Option<&[Param]> {
-        self.params.get(symbol).map(Vec::as_slice)
+        let lazy = self.params.get(symbol)?;
+        let resolved = lazy.resolved.get_or_init(|| {
+            lazy.unresolved
+                .iter()
+                .map(|(name, ty, is_result)| {
+                    let mut budget = MAX_TYPE_NODES;
+                    Param {
+                        name: name.clone(),
+                        type_name: ty.and_then(|t| self.types.0.get(&t)?.name.clone()).unwrap_or_default(),
+                        size: ty.and_then(|t| self.types.size(t)).unwrap_or(0),
+                        is_result: *is_result,
+                        kind: ty.map_or(TypeKind::Other, |t| self.types.kind(t, 0, &mut budget)),
+                    }
+                })
+                .collect()
+        });
+        Some(resolved)
     }
 
     /// Every `DW_TAG_inlined_subroutine` inside a function with code, sorted
@@ -135,7 +176,7 @@ impl Dwarf {
     pub fn line_ranges(&self, wants_file: &mut dyn FnMut(&str) -> bool) -> Vec<LineRange> {
         let function_of = |addr: u64| {
             let i = self.functions.partition_point(|f| f.entry <= addr);
-            i.checked_sub(1).map(|i| &self.functions[i]).filter(|f| addr < f.end).map(|f| f.entry)
+            i.checked_sub(1).and_then(|i| self.functions.get(i)).filter(|f| addr < f.end).map(|f| f.entry)
         };
         let mut out = Vec::new();
         for table in &self.lines {
@@ -366,7 +407,7 @@ impl Raw {
         Ok(())
     }
 
-    fn finish(self) -> Dwarf {
+    fn finish(mut self) -> Dwarf {
         let mut out = Dwarf::default();
         for t in self.types.values() {
             if let (gimli::DW_TAG_structure_type, Some(name)) = (t.tag, &t.name) {
@@ -379,7 +420,7 @@ impl Raw {
         let mut from_wrapper = std::collections::HashSet::new();
         for sub in &self.subs {
             let Some(name) = sub.name.clone().or_else(|| self.sub_names.get(&sub.origin?).cloned()) else { continue };
-            let params = self.params_of(sub);
+            let params = LazyParams { unresolved: self.params_of(sub), resolved: OnceLock::new() };
             out.functions.push(Function {
                 name: name.clone(),
                 entry: sub.entry,
@@ -403,6 +444,7 @@ impl Raw {
         out.functions.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
         out.inlined = inline::finish(&self.inlined, &self.subs, &self.sub_names);
         out.lines = self.line_tables;
+        out.types = Types(std::mem::take(&mut self.types));
         out
     }
 
@@ -410,7 +452,7 @@ impl Raw {
     /// that have locations, pointing at the abstract origin for their name
     /// and type, while the origin may lack the results: take the origin's
     /// list, then the concrete copy's own additions.
-    fn params_of(&self, sub: &RawSub) -> Vec<Param> {
+    fn params_of(&self, sub: &RawSub) -> Vec<(String, Option<u64>, bool)> {
         let abstract_params = sub.origin.and_then(|o| self.sub_params.get(&o)).map_or(&[][..], Vec::as_slice);
         let mut raw: Vec<RawParam> = abstract_params.iter().filter_map(|o| self.param_dies.get(o).cloned()).collect();
         let own = sub.params.iter().filter(|p| p.origin.is_none_or(|o| !abstract_params.contains(&o)));
@@ -426,24 +468,19 @@ impl Raw {
                 let name = p.name.or_else(|| origin?.name.clone()).unwrap_or_default();
                 let ty = p.ty.or_else(|| origin?.ty);
                 let is_result = p.is_result.or_else(|| origin?.is_result).unwrap_or(false);
-                let mut budget = MAX_TYPE_NODES;
-                Param {
-                    name,
-                    type_name: ty.and_then(|t| self.types.get(&t)?.name.clone()).unwrap_or_default(),
-                    size: ty.and_then(|t| self.size(t)).unwrap_or(0),
-                    is_result,
-                    kind: ty.map_or(TypeKind::Other, |t| self.kind(t, 0, &mut budget)),
-                }
+                (name, ty, is_result)
             })
-            .filter(|p| p.name.is_empty() || seen.insert(p.name.clone()))
+            .filter(|(name, ..)| name.is_empty() || seen.insert(name.clone()))
             .collect()
     }
+}
 
+impl Types {
     /// Byte size, looking through typedefs; pointers are 8 bytes (amd64)
     /// when Go leaves the size out.
     fn size(&self, mut offset: u64) -> Option<u64> {
         for _ in 0..MAX_TYPE_DEPTH {
-            let t = self.types.get(&offset)?;
+            let t = self.0.get(&offset)?;
             match (t.size, t.tag) {
                 (Some(size), _) => return Some(size),
                 (None, gimli::DW_TAG_pointer_type) => return Some(8),
@@ -459,7 +496,7 @@ impl Raw {
             return TypeKind::Other;
         }
         *budget -= 1;
-        let Some(t) = self.types.get(&offset) else { return TypeKind::Other };
+        let Some(t) = self.0.get(&offset) else { return TypeKind::Other };
         // reflect.Kind values (Go's DW_AT_go_kind) decide when present.
         match t.go_kind {
             Some(20) => return TypeKind::Interface,

@@ -137,8 +137,12 @@ impl Walk<'_, '_> {
                     return Err(bad(format!("inline tree of the function at {:#x} is corrupt or cyclic", self.entry)));
                 }
                 if let Some(&k) = seen.get(&ix) {
-                    if ix == innermost && out[k].file.is_none() {
-                        out[k].file = self.file_at(run.start)?;
+                    if ix == innermost
+                        && out.get(k).is_some_and(|c| c.file.is_none())
+                        && let Some(file) = self.file_at(run.start)?
+                        && let Some(call) = out.get_mut(k)
+                    {
+                        call.file = Some(file);
                     }
                     break;
                 }

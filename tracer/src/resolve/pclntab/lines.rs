@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{FuncFields, Malformed, Pclntab, bad, read_uvarint};
+use super::{FuncFields, Malformed, Pclntab};
 
 /// One run of a pc-value table: `value` holds for `start..end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,29 +47,16 @@ impl Pclntab<'_> {
     /// walk ends with the input.
     pub(super) fn runs(&self, off: u64, entry: u64, end: u64) -> Result<Vec<Run>, Malformed> {
         let mut out = Vec::new();
-        if off == 0 {
-            return Ok(out);
-        }
-        let mut rest = usize::try_from(off)
-            .ok()
-            .and_then(|o| self.pctab.get(o..))
-            .ok_or_else(|| bad("pc-value table offset is out of bounds"))?;
-        let (mut value, mut pc) = (-1i64, entry);
-        let mut first = true;
-        while pc < end {
-            let uv = read_uvarint(&mut rest)?;
-            if uv == 0 && !first {
-                break;
+        let Some(mut steps) = self.pc_values(off, entry)? else { return Ok(out) };
+        // Stop at the function's end before reading on: a table need not be
+        // terminated past it.
+        while steps.pc < end {
+            let Some(step) = steps.next() else { break };
+            let (start, next, value) = step?;
+            let next = next.min(end);
+            if next > start {
+                out.push(Run { start, end: next, value });
             }
-            first = false;
-            let delta = if uv & 1 != 0 { !((uv >> 1) as i64) } else { (uv >> 1) as i64 };
-            value = value.wrapping_add(delta);
-            let step = read_uvarint(&mut rest)?.wrapping_mul(u64::from(self.quantum));
-            let next = pc.checked_add(step).ok_or_else(|| bad("pc-value table runs past the address space"))?.min(end);
-            if next > pc {
-                out.push(Run { start: pc, end: next, value });
-            }
-            pc = next;
         }
         Ok(out)
     }

@@ -18,7 +18,7 @@ use std::{collections::HashMap, path::Path};
 pub use inline::InlinedCall;
 pub use lines::LineRange;
 
-use super::{Function, ResolveError, Source};
+use super::{Function, Machine, ResolveError, Source};
 
 /// A table failed validation. `elf` turns it into [`ResolveError::Corrupt`]
 /// once it knows the file's path; the raw-byte parsers cannot.
@@ -108,17 +108,18 @@ pub struct Pclntab<'a> {
 /// (newer linkers leave it for the runtime to take from moduledata) the hint
 /// is used instead. Without either, entries are offsets from text start.
 pub fn parse_pclntab(data: &[u8], text_base_hint: Option<u64>) -> Result<Pclntab<'_>, Malformed> {
-    let head = data.get(..8).ok_or_else(|| bad("shorter than its 8-byte header"))?;
-    let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let Some(&[m0, m1, m2, m3, pad0, pad1, quantum, ptr_size]) = data.get(..8) else {
+        return Err(bad("shorter than its 8-byte header"));
+    };
+    let magic = u32::from_le_bytes([m0, m1, m2, m3]);
     let version = PclnVersion::from_magic(magic).ok_or_else(|| bad(format!("unknown magic {magic:#010x}")))?;
-    if head[4] != 0 || head[5] != 0 {
+    if pad0 != 0 || pad1 != 0 {
         return Err(bad("header padding is not zero"));
     }
-    let quantum = head[6];
     if !matches!(quantum, 1 | 2 | 4) {
         return Err(bad(format!("instruction quantum {quantum} is not 1, 2 or 4")));
     }
-    let ptr_size = usize::from(head[7]);
+    let ptr_size = usize::from(ptr_size);
     if !matches!(ptr_size, 4 | 8) {
         return Err(bad(format!("pointer size {ptr_size} is not 4 or 8")));
     }
@@ -183,7 +184,7 @@ pub fn parse_pclntab(data: &[u8], text_base_hint: Option<u64>) -> Result<Pclntab
         let files = tail(off, "filetab")?;
         let count = read_uint(files, 0, 4).ok_or_else(|| bad("file table is truncated"))?;
         let len = usize::try_from(count).ok().and_then(|c| c.checked_mul(4)).filter(|&l| l <= files.len());
-        table.filetab = &files[..len.ok_or_else(|| bad("file table count exceeds the table"))?];
+        table.filetab = len.and_then(|l| files.get(..l)).ok_or_else(|| bad("file table count exceeds the table"))?;
     }
     Ok(table)
 }
@@ -340,36 +341,31 @@ impl<'a> Pclntab<'a> {
         Ok((addr != 0).then_some(FuncData::Address(addr)))
     }
 
-    /// Value of the pc-value table at `off` for the instruction at `target`,
-    /// where the function starts at `entry == target`. Offset 0 means "no
-    /// table". Encoding (runtime/symtab.go `step`): pairs of uvarints, a
-    /// zig-zag value delta then a pc delta in quanta, starting from -1; a
-    /// zero value delta after the first pair ends the table.
-    fn pcvalue(&self, off: u64, target: u64) -> Result<Option<i64>, Malformed> {
+    /// The pc-value table at `off`, walked from `entry`; `None` when `off`
+    /// is 0 (no table).
+    fn pc_values(&self, off: u64, entry: u64) -> Result<Option<PcValues<'_>>, Malformed> {
         if off == 0 {
             return Ok(None);
         }
-        let mut rest = usize::try_from(off)
+        let rest = usize::try_from(off)
             .ok()
             .and_then(|o| self.pctab.get(o..))
             .ok_or_else(|| bad("pc-value table offset is out of bounds"))?;
-        let (mut value, mut pc) = (-1i64, target);
-        let mut first = true;
-        // Each step consumes at least two bytes, so this ends with the input.
-        loop {
-            let uv = read_uvarint(&mut rest)?;
-            if uv == 0 && !first {
-                return Ok(None);
-            }
-            let delta = if uv & 1 != 0 { !((uv >> 1) as i64) } else { (uv >> 1) as i64 };
-            value = value.wrapping_add(delta);
-            let pc_delta = read_uvarint(&mut rest)?;
-            pc = pc.wrapping_add(pc_delta.wrapping_mul(u64::from(self.quantum)));
-            if target < pc {
+        Ok(Some(PcValues { rest, value: -1, pc: entry, quantum: self.quantum, first: true }))
+    }
+
+    /// Value of the pc-value table at `off` for the instruction at `target`,
+    /// where the function starts at `entry == target`. Offset 0 means "no
+    /// table".
+    fn pcvalue(&self, off: u64, target: u64) -> Result<Option<i64>, Malformed> {
+        let Some(steps) = self.pc_values(off, target)? else { return Ok(None) };
+        for step in steps {
+            let (pc, next, value) = step?;
+            if next > pc {
                 return Ok(Some(value));
             }
-            first = false;
         }
+        Ok(None)
     }
 
     /// Maps a pcfile value to a file name: Go 1.2 indexes its file-offset
@@ -430,13 +426,57 @@ fn read_uint(data: &[u8], at: usize, size: usize) -> Option<u64> {
     Some(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
+/// A pc-value table, step by step: each item is `(pc, next, value)`, the
+/// value holding for `pc..next` (`next == pc` for a step that covers no
+/// instruction). Encoding (runtime/symtab.go `step`): pairs of uvarints, a
+/// zig-zag value delta then a pc delta in quanta, starting from value -1; a
+/// zero value delta after the first pair ends the table. Each step consumes
+/// at least two bytes, so the walk ends with the input; an error ends it too.
+struct PcValues<'a> {
+    rest: &'a [u8],
+    value: i64,
+    pc: u64,
+    quantum: u8,
+    first: bool,
+}
+
+impl PcValues<'_> {
+    fn step(&mut self) -> Result<Option<(u64, u64, i64)>, Malformed> {
+        let uv = read_uvarint(&mut self.rest)?;
+        if uv == 0 && !self.first {
+            return Ok(None);
+        }
+        self.first = false;
+        let delta = if uv & 1 != 0 { !((uv >> 1) as i64) } else { (uv >> 1) as i64 };
+        self.value = self.value.wrapping_add(delta);
+        let pc_delta = read_uvarint(&mut self.rest)?.wrapping_mul(u64::from(self.quantum));
+        let next = self.pc.checked_add(pc_delta).ok_or_else(|| bad("pc-value table runs past the address space"))?;
+        let start = std::mem::replace(&mut self.pc, next);
+        Ok(Some((start, next, self.value)))
+    }
+}
+
+impl Iterator for PcValues<'_> {
+    type Item = Result<(u64, u64, i64), Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.step().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            // Ended or failed: nothing after that is meaningful.
+            self.rest = &[];
+            self.first = false;
+        }
+        item
+    }
+}
+
 /// Go's `uvarint`, limited to 32 bits as the runtime's `readvarint` is.
 fn read_uvarint(rest: &mut &[u8]) -> Result<u64, Malformed> {
     let mut value = 0u64;
     for (i, &b) in rest.iter().enumerate().take(5) {
         value |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
-            *rest = &rest[i + 1..];
+            *rest = rest.get(i + 1..).unwrap_or_default();
             return Ok(value);
         }
     }
@@ -449,22 +489,23 @@ fn cstr(tab: &[u8], off: u64, budget: &mut usize) -> Result<String, Malformed> {
         .ok()
         .and_then(|o| tab.get(o..))
         .ok_or_else(|| bad(format!("name offset {off:#x} is out of bounds")))?;
-    let window = &rest[..rest.len().min(*budget)];
+    let window = rest.get(..rest.len().min(*budget)).unwrap_or(rest);
     let len = window.iter().position(|&b| b == 0).ok_or_else(|| bad(format!("name at {off:#x} is not terminated")))?;
-    *budget -= len + 1;
-    Ok(String::from_utf8_lossy(&window[..len]).into_owned())
+    *budget = budget.saturating_sub(len + 1);
+    Ok(String::from_utf8_lossy(window.get(..len).unwrap_or(window)).into_owned())
 }
 
-/// Whether `data` starts with a plausible x86-64 `.gopclntab` header: magic,
-/// zero padding, quantum 1, 8-byte pointers. Used to find the table when the
-/// section headers are gone; the caller still validates with
-/// [`parse_pclntab`].
-pub fn looks_like_header(data: &[u8]) -> bool {
+/// Whether `data` starts with a plausible `.gopclntab` header for a 64-bit
+/// `machine`: magic, zero padding, the machine's instruction quantum, 8-byte
+/// pointers. Used to find the table when the section headers are gone, where
+/// the exact quantum keeps the scan from stopping on look-alike bytes; the
+/// caller still validates with [`parse_pclntab`].
+pub fn looks_like_header(data: &[u8], machine: Machine) -> bool {
     match data.get(..8) {
-        Some(h) => {
-            PclnVersion::from_magic(u32::from_le_bytes([h[0], h[1], h[2], h[3]])).is_some() && h[4..8] == [0, 0, 1, 8]
+        Some(&[a, b, c, d, 0, 0, quantum, 8]) => {
+            PclnVersion::from_magic(u32::from_le_bytes([a, b, c, d])).is_some() && quantum == machine.pc_quantum()
         }
-        None => false,
+        _ => false,
     }
 }
 

@@ -101,8 +101,11 @@ fn varints_and_header_probe() {
     assert_eq!(read_uvarint(&mut s).unwrap(), 128);
     assert_eq!(s, &[0x05]);
     assert!(read_uvarint(&mut &[0x80u8, 0x80][..]).is_err());
-    assert!(looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]));
-    assert!(!looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 4, 8]));
+    assert!(looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8], Machine::X86_64));
+    assert!(!looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 4, 8], Machine::X86_64));
+    assert!(looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 4, 8], Machine::Aarch64));
+    assert!(!looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8], Machine::Aarch64));
+    assert!(!looks_like_header(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 4], Machine::X86_64), "32-bit pointers");
 }
 
 const GOFUNC: u64 = 0x9000;
