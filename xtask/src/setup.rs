@@ -11,7 +11,7 @@ use crate::run as exec;
 
 /// Debian packages: LLVM 22 for bpf-linker, Debian's rustc-web (its bundled
 /// library source makes `-Z build-std=core` possible offline), Go 1.19 for
-/// the test targets, and a real etcd.
+/// the test targets, a real etcd, and wrk for `cargo xtask bench`.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-server",
     "etcd-client",
     "chromium",
+    "wrk",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
