@@ -17,7 +17,7 @@ use testkit::{Etcd, KubeApiserver, KubeVariant, LoadSpec, User};
 
 use super::{
     Options,
-    procfs::rss_kb,
+    procfs::{Memory, memory},
     session::{Ktrace, Start},
     verdict,
     wrk::Wrk,
@@ -34,12 +34,11 @@ const GOAL_MB: f64 = 30.0;
 /// minute to the end stays under this (10^6 bytes).
 const FLAT_MB: f64 = 1.0;
 
-/// One sample: seconds since the probes went on, VmRSS and VmHWM in kB.
+/// One sample: seconds since the probes went on, and ktrace's memory.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Sample {
     t: f64,
-    rss_kb: u64,
-    hwm_kb: u64,
+    mem: Memory,
 }
 
 pub fn run(root: &Path, ktrace: &Path, options: &Options) -> Result<()> {
@@ -102,10 +101,16 @@ fn sample(ktrace: &Path, pid: u32, length: Duration) -> Result<Vec<Sample>> {
         if !traced.is_running() {
             bail!("ktrace exited after {:.0} s of {} s", live_at.elapsed().as_secs_f64(), length.as_secs());
         }
-        let (rss_kb, hwm_kb) = rss_kb(traced.pid())?;
+        let mem = memory(traced.pid())?;
         let t = live_at.elapsed().as_secs_f64();
-        eprintln!("bench: {t:>5.0} s  VmRSS {:>6.1} MB  VmHWM {:>6.1} MB", mb(rss_kb), mb(hwm_kb));
-        samples.push(Sample { t, rss_kb, hwm_kb });
+        eprintln!(
+            "bench: {t:>5.0} s  VmRSS {:>6.1} MB (anon {:.1}, file {:.1})  VmHWM {:>6.1} MB",
+            mb(mem.rss),
+            mb(mem.anon),
+            mb(mem.file),
+            mb(mem.hwm)
+        );
+        samples.push(Sample { t, mem });
         if live_at.elapsed() + Duration::from_millis(500) >= length {
             break;
         }
@@ -147,18 +152,23 @@ fn print_report(samples: &[Sample], minutes: u32) {
          {minutes} min, a sample every {} s (MB = 10^6 bytes)",
         EVERY.as_secs()
     );
-    let max_rss = samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
-    let hwm = samples.iter().map(|s| s.hwm_kb).max().unwrap_or(0);
-    let minute = at(samples, WARM);
-    let last = samples.last().copied();
+    let max = |f: fn(&Memory) -> u64| samples.iter().map(|s| f(&s.mem)).max().unwrap_or(0);
+    let hwm = max(|m| m.hwm);
+    let show = |s: Option<Sample>| {
+        s.map_or("-".into(), |s| {
+            format!("{:.1} MB (anon {:.1}, file {:.1}; {:.0} s)", mb(s.mem.rss), mb(s.mem.anon), mb(s.mem.file), s.t)
+        })
+    };
     println!(
-        "VmRSS: max {:.1} MB, at 1 min {}, at the end {}; VmHWM (peak) {:.1} MB",
-        mb(max_rss),
-        minute.map_or("-".into(), |s| format!("{:.1} MB ({:.0} s)", mb(s.rss_kb), s.t)),
-        last.map_or("-".into(), |s| format!("{:.1} MB ({:.0} s)", mb(s.rss_kb), s.t)),
+        "VmRSS: max {:.1} MB (anon max {:.1}, file max {:.1}); at 1 min {}; at the end {}; VmHWM (peak) {:.1} MB",
+        mb(max(|m| m.rss)),
+        mb(max(|m| m.anon)),
+        mb(max(|m| m.file)),
+        show(at(samples, WARM)),
+        show(samples.last().copied()),
         mb(hwm)
     );
-    let after: Vec<(f64, f64)> = samples.iter().filter(|s| s.t >= WARM - 1.0).map(|s| (s.t, mb(s.rss_kb))).collect();
+    let after: Vec<(f64, f64)> = samples.iter().filter(|s| s.t >= WARM - 1.0).map(|s| (s.t, mb(s.mem.rss))).collect();
     let fitted = slope(&after);
     match (fitted, after.first(), after.last()) {
         (Some(per_s), Some(first), Some(end)) => {
@@ -182,7 +192,7 @@ fn print_report(samples: &[Sample], minutes: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Sample, at, mb, slope};
+    use super::{Memory, Sample, at, mb, slope};
 
     #[test]
     fn slope_of_a_line_and_of_too_few_points() {
@@ -196,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_sample_nearest_a_time() {
-        let s = |t| Sample { t, rss_kb: t as u64, hwm_kb: 0 };
+        let s = |t| Sample { t, mem: Memory::default() };
         let samples = [s(0.1), s(10.2), s(50.1), s(60.3), s(70.2)];
         assert_eq!(at(&samples, 60.0).map(|x| x.t), Some(60.3));
         assert_eq!(at(&[], 60.0), None);

@@ -41,17 +41,36 @@ pub fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// VmRSS and VmHWM (peak RSS) of a process, in kB.
-pub fn rss_kb(pid: u32) -> Result<(u64, u64)> {
+/// A process's memory, in kB, from /proc/PID/status.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Memory {
+    /// Resident set.
+    pub rss: u64,
+    /// Peak resident set.
+    pub hwm: u64,
+    /// Resident anonymous memory (the heap among it).
+    pub anon: u64,
+    /// Resident pages of mapped files (such as a target binary ktrace maps
+    /// to read its symbols); the kernel can drop these under pressure.
+    pub file: u64,
+}
+
+/// Parses the memory lines of /proc/PID/status.
+pub fn parse_memory(status: &str) -> Option<Memory> {
+    let get = |key| parse_status_kb(status, key);
+    Some(Memory { rss: get("VmRSS")?, hwm: get("VmHWM")?, anon: get("RssAnon")?, file: get("RssFile")? })
+}
+
+/// The memory of a running process.
+pub fn memory(pid: u32) -> Result<Memory> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let get = |key| parse_status_kb(&status, key).with_context(|| format!("no {key} in {path}"));
-    Ok((get("VmRSS")?, get("VmHWM")?))
+    parse_memory(&status).with_context(|| format!("no VmRSS, VmHWM, RssAnon or RssFile in {path}"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_stat_ticks, parse_status_kb};
+    use super::{Memory, parse_memory, parse_stat_ticks, parse_status_kb};
 
     #[test]
     fn stat_ticks_are_utime_plus_stime() {
@@ -83,5 +102,13 @@ mod tests {
         assert_eq!(parse_status_kb(status, "VmSwap"), None);
         // A key that is a prefix of another must not match it.
         assert_eq!(parse_status_kb("VmRSSx:\t1 kB\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn memory_of_a_process() {
+        let status = "VmPeak:\t 900000 kB\nVmHWM:\t  844200 kB\nVmRSS:\t  745400 kB\n\
+                      RssAnon:\t   20400 kB\nRssFile:\t  725000 kB\nRssShmem:\t       0 kB\n";
+        assert_eq!(parse_memory(status), Some(Memory { rss: 745400, hwm: 844200, anon: 20400, file: 725000 }));
+        assert_eq!(parse_memory("VmRSS:\t1 kB\nVmHWM:\t2 kB\n"), None);
     }
 }

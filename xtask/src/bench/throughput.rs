@@ -58,6 +58,8 @@ const CONFIGS: [Config; 4] = [
 /// The server under load, and the GET wrk repeats.
 struct Server {
     name: String,
+    /// Whose token the GETs carry.
+    user: &'static str,
     pid: u32,
     wrk: Wrk,
 }
@@ -78,7 +80,8 @@ pub fn run(root: &Path, ktrace: &Path, options: &Options) -> Result<()> {
         let report = kube.load(&LoadSpec { creates: 1, ..LoadSpec::default() })?;
         let path = api_path(report.keys.first().context("load created no configmap")?)?;
         let server = Server {
-            name: format!("kube-apiserver {} (release build), as alice", crate::kube::VERSION),
+            name: format!("kube-apiserver {} (release build)", crate::kube::VERSION),
+            user: "alice",
             pid: kube.pid(),
             wrk: Wrk::new(&format!("{}{path}", kube.url()), kube.token(User::Alice))?,
         };
@@ -93,6 +96,7 @@ pub fn run(root: &Path, ktrace: &Path, options: &Options) -> Result<()> {
         let path = api_path(report.keys.first().context("load created no configmap")?)?;
         let server = Server {
             name: "targets/apiserver (optimized build)".into(),
+            user: "its token",
             pid: target.pid(),
             wrk: Wrk::new(&format!("{}{path}", target.url()), &target.token()?)?,
         };
@@ -282,10 +286,11 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
 
     println!();
     println!(
-        "throughput of {} (PID {}): wrk -t{THREADS} -c{CONNECTIONS}, GET of one configmap, {} s windows, \
+        "throughput of {}, PID {}: wrk -t{THREADS} -c{CONNECTIONS}, GETs of one configmap as {}, {} s windows, \
          {reps} interleaved passes; traced: --funcs {FUNCS}",
         server.name,
         server.pid,
+        server.user,
         window.as_secs()
     );
     println!(
