@@ -178,6 +178,11 @@ fn print_report(samples: &[Sample], minutes: u32) {
                 per_s * 60.0,
                 after.len()
             );
+            let anon: Vec<(f64, f64)> =
+                samples.iter().filter(|s| s.t >= WARM - 1.0).map(|s| (s.t, mb(s.mem.anon))).collect();
+            if let Some(anon) = slope(&anon) {
+                println!("slope of RssAnon after the first minute: {:+.3} MB/min", anon * 60.0);
+            }
             println!(
                 "goal: flat after the first minute (fitted growth <= {FLAT_MB} MB): {}",
                 verdict(growth <= FLAT_MB)
