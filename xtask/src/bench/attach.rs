@@ -97,10 +97,27 @@ pub fn run(ktrace: &Path, options: &Options) -> Result<()> {
     }
 
     let mut runs: Vec<Vec<Vec<Run>>> = SETS.iter().map(|_| links.iter().map(|_| Vec::new()).collect()).collect();
+    // A case that cannot run (say, uprobe_multi on an older kernel) is
+    // reported and left out of later passes; the others go on.
+    let mut not_run: Vec<(usize, usize, String)> = Vec::new();
     for rep in 1..=options.reps {
         for (s, (label, glob)) in SETS.iter().enumerate() {
             for (l, link) in links.iter().enumerate() {
-                let run = measure(ktrace, pid, glob, *link)?;
+                if not_run.iter().any(|n| (n.0, n.1) == (s, l)) {
+                    continue;
+                }
+                let run = match measure(ktrace, pid, glob, *link) {
+                    Ok(run) => run,
+                    Err(e) => {
+                        eprintln!(
+                            "bench: [{rep}/{}] {label} probes, {}: NOT RUN: {e:#}",
+                            options.reps,
+                            link.unwrap_or("default links")
+                        );
+                        not_run.push((s, l, format!("{e:#}")));
+                        continue;
+                    }
+                };
                 eprintln!(
                     "bench: [{rep}/{}] {label} probes, {}: {} probes, attach {:.3} s, detach {:.3} s{}",
                     options.reps,
@@ -136,6 +153,13 @@ pub fn run(ktrace: &Path, options: &Options) -> Result<()> {
         let (functions, probes, resolve) = planned[s];
         for (l, link) in links.iter().enumerate() {
             let rs = &runs[s][l];
+            if rs.is_empty() {
+                println!(
+                    "{label:<6} {probes:>6} {functions:>9} {resolve:>7.2} {:<9} not run  {glob}",
+                    link.unwrap_or("default")
+                );
+                continue;
+            }
             let from_json = rs.iter().all(|r| r.attach_json.is_some() && r.detach_json.is_some());
             let attach = median(&rs.iter().map(Run::attach).collect::<Vec<_>>()).unwrap_or(f64::NAN);
             let detach = median(&rs.iter().map(Run::detach).collect::<Vec<_>>()).unwrap_or(f64::NAN);
@@ -188,6 +212,13 @@ pub fn run(ktrace: &Path, options: &Options) -> Result<()> {
             ),
             _ => {}
         }
+    }
+    if !not_run.is_empty() {
+        let lines: Vec<String> = not_run
+            .iter()
+            .map(|(s, l, why)| format!("{} probes, {}: {why}", SETS[*s].0, links[*l].unwrap_or("default links")))
+            .collect();
+        bail!("not every case could be run:\n  {}", lines.join("\n  "));
     }
     Ok(())
 }
