@@ -59,7 +59,7 @@ const CONFIGS: [Config; 4] = [
 struct Server {
     name: String,
     /// Whose token the GETs carry.
-    user: &'static str,
+    token_of: &'static str,
     pid: u32,
     wrk: Wrk,
 }
@@ -81,7 +81,7 @@ pub fn run(root: &Path, ktrace: &Path, options: &Options) -> Result<()> {
         let path = api_path(report.keys.first().context("load created no configmap")?)?;
         let server = Server {
             name: format!("kube-apiserver {} (release build)", crate::kube::VERSION),
-            user: "alice",
+            token_of: "alice's",
             pid: kube.pid(),
             wrk: Wrk::new(&format!("{}{path}", kube.url()), kube.token(User::Alice))?,
         };
@@ -96,7 +96,7 @@ pub fn run(root: &Path, ktrace: &Path, options: &Options) -> Result<()> {
         let path = api_path(report.keys.first().context("load created no configmap")?)?;
         let server = Server {
             name: "targets/apiserver (optimized build)".into(),
-            user: "its token",
+            token_of: "the target's",
             pid: target.pid(),
             wrk: Wrk::new(&format!("{}{path}", target.url()), &target.token()?)?,
         };
@@ -286,11 +286,11 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
 
     println!();
     println!(
-        "throughput of {}, PID {}: wrk -t{THREADS} -c{CONNECTIONS}, GETs of one configmap as {}, {} s windows, \
+        "throughput of {}, PID {}: wrk -t{THREADS} -c{CONNECTIONS}, GETs of one configmap with {} token, {} s windows, \
          {reps} interleaved passes; traced: --funcs {FUNCS}",
         server.name,
         server.pid,
-        server.user,
+        server.token_of,
         window.as_secs()
     );
     println!(
