@@ -90,6 +90,11 @@ impl Etcd {
         }
     }
 
+    /// Process id of etcd (a Go program, which benchmarks trace).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn client_url(&self) -> &str {
         &self.client_url

@@ -30,8 +30,13 @@ tasks:
   test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included),
                  then fuzz every binary parser for a bounded time
   fuzz [SECS]    fuzz every binary parser for SECS seconds each (default 30)
-  bench          build ktrace (release) and a Go loop; print the per-call cost of tracing it: untraced,
-                 bare uprobes and ktrace at the same sites, count-only and latency (needs root)";
+  bench [cost|throughput|attach|memory|all] [--seconds N] [--reps N] [--minutes N] [--server kube|bundled|both]
+                 build ktrace (release; KTRACE_BIN=PATH benchmarks another binary) and run the benchmarks of
+                 docs/benchmarks.md (default all; needs root): cost: per-call cost on a Go loop; throughput:
+                 the real kube-apiserver and the bundled target under wrk (--seconds per window, default 20;
+                 --reps interleaved passes, default 3; --server which); attach: attach/detach time of about
+                 50/200/600 probes (--reps passes); memory: ktrace's RSS tracing kube-apiserver under load
+                 (--minutes, default 10)";
 
 /// How long `test` fuzzes each parser.
 const FUZZ_SECONDS: u32 = 30;
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
             Some(other) => Err(anyhow::anyhow!("demo: unknown option {other} (the only one is --bundled)")),
         },
         Some("test") => test(&root),
-        Some("bench") => bench::run(&root),
+        Some("bench") => bench::run(&root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => match std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse::<u32>()) {
             Ok(seconds) => {
                 setup::run().and_then(|()| gotargets::build(&root)).and_then(|()| fuzz::fuzz(&root, seconds))

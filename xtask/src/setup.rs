@@ -12,7 +12,7 @@ use crate::run as exec;
 /// Debian packages: LLVM 22 for bpf-linker, Debian's rustc-web (its bundled
 /// library source makes `-Z build-std=core` possible offline) with its
 /// clippy (the lint gate over tracer-ebpf), Go 1.19 for the test targets,
-/// and a real etcd.
+/// a real etcd, and wrk for `cargo xtask bench`.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -26,6 +26,7 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-server",
     "etcd-client",
     "chromium",
+    "wrk",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
