@@ -157,7 +157,11 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         }
     };
     privileges::check()?;
-    let planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
+    let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
+    let (layouts, goid_offset) = layouts(&planned)?;
+    // The types have given all they will: free them before the session (on
+    // a kube-apiserver its DWARF holds hundreds of MB).
+    planned.release_types();
     let (binary, plans, functions) = (&planned.binary, &planned.plans, &planned.functions);
     let pid = args.target.pid;
 
@@ -168,24 +172,6 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         stacks: args.stacks,
         unredacted_args: args.unredacted_args,
     };
-    // DWARF types when the binary (or --symbols) has them; else the table
-    // of known kube-apiserver signatures (release builds are stripped).
-    let layouts: Vec<Option<Vec<Slot>>> = plans
-        .iter()
-        .map(|p| {
-            let slots = planned
-                .params(&p.function)?
-                .map(|params| {
-                    let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
-                    abi::layout(&params, &amd64::REGISTERS)
-                })
-                .or_else(|| signatures::known(&p.function.name, &amd64::REGISTERS));
-            Ok(slots.map(|mut slots| {
-                secrets::mark(&p.function.name, &mut slots);
-                slots
-            }))
-        })
-        .collect::<Result<_, Error>>()?;
     if let Some(f) = &filter {
         let found: Vec<FilterArg> = plans
             .iter()
@@ -230,10 +216,11 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         count_only: args.count_only,
         bare: args.bare,
         filter: filter.as_ref().map(FilterSpec::to_kernel),
-        goid_offset: planned.goid_offset()?,
+        goid_offset,
         links: args.links,
     };
     let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
+    binary.release_pages();
     let started = Instant::now();
     let who = pid.map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
     let until =
@@ -390,6 +377,30 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         live::print_summary(&mut out, &summary, duration)?;
     }
     Ok(())
+}
+
+/// Argument layouts of every plan and the offset of `runtime.g.goid`: DWARF
+/// types when the binary (or --symbols) has them; else the table of known
+/// kube-apiserver signatures (release builds are stripped).
+fn layouts(planned: &super::Planned) -> Result<(Vec<Option<Vec<Slot>>>, Option<u64>), Error> {
+    let layouts = planned
+        .plans
+        .iter()
+        .map(|p| {
+            let slots = planned
+                .params(&p.function)?
+                .map(|params| {
+                    let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
+                    abi::layout(&params, &amd64::REGISTERS)
+                })
+                .or_else(|| signatures::known(&p.function.name, &amd64::REGISTERS));
+            Ok(slots.map(|mut slots| {
+                secrets::mark(&p.function.name, &mut slots);
+                slots
+            }))
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok((layouts, planned.goid_offset()?))
 }
 
 /// Says on stderr what happens to secret arguments and which functions

@@ -133,6 +133,15 @@ impl Planned {
         })
     }
 
+    /// Drops the DWARF and the `--symbols` file once layouts are known, and
+    /// gives the freed memory back to the system.
+    fn release_types(&mut self) {
+        self.own_dwarf = OnceLock::new();
+        self.symbols = None;
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe { libc::malloc_trim(0) };
+    }
+
     /// The offset of `runtime.g.goid`, from whichever DWARF gives the types
     /// (a stripped target gets goroutine ids through `--symbols`).
     fn goid_offset(&self) -> Result<Option<u64>, ResolveError> {
