@@ -379,10 +379,13 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where one function's arguments live, when its types are known.
+type Layout = Option<Vec<Slot>>;
+
 /// Argument layouts of every plan and the offset of `runtime.g.goid`: DWARF
 /// types when the binary (or --symbols) has them; else the table of known
 /// kube-apiserver signatures (release builds are stripped).
-fn layouts(planned: &super::Planned) -> Result<(Vec<Option<Vec<Slot>>>, Option<u64>), Error> {
+fn layouts(planned: &super::Planned) -> Result<(Vec<Layout>, Option<u64>), Error> {
     let layouts = planned
         .plans
         .iter()
