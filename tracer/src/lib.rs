@@ -3,6 +3,7 @@
 //! [`spec`] → [`resolve`] → [`plan`] → [`attach`] → output (in [`cli`]).
 #![deny(missing_docs)]
 
+pub mod aggregate;
 pub mod attach;
 pub mod budget;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod plan;
 pub mod procfs;
 pub mod resolve;
+pub mod session;
 pub mod spec;
 
 pub use cli::run;

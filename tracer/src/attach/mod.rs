@@ -225,6 +225,33 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
     move |source| AttachError::Map { map, source }
 }
 
+/// Loads the eBPF object and fills its maps: each function's config, the
+/// session-wide config and the `--filter`, all before any probe exists, so
+/// no call is counted unfiltered.
+fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<Ebpf, AttachError> {
+    let mut ebpf = EbpfLoader::new().map_max_entries("HIST", sites.len().max(1) as u32).load(EBPF_OBJECT)?;
+    let mut config_map: Array<_, FuncConfig> =
+        Array::try_from(ebpf.map_mut("FUNC_CONFIG").ok_or(AttachError::Missing("FUNC_CONFIG map"))?)
+            .map_err(map_err("FUNC_CONFIG"))?;
+    for (id, (_, config)) in sites.iter().enumerate() {
+        config_map.set(id as u32, config, 0).map_err(map_err("FUNC_CONFIG"))?;
+    }
+    let mut global: Array<_, GlobalConfig> =
+        Array::try_from(ebpf.map_mut("CONFIG").ok_or(AttachError::Missing("CONFIG map"))?)
+            .map_err(map_err("CONFIG"))?;
+    global
+        .set(0, GlobalConfig { sample_mask: 0, goid_offset: options.goid_offset.unwrap_or(0) }, 0)
+        .map_err(map_err("CONFIG"))?;
+    if let Some(filter) = options.filter {
+        let mut map: Array<_, Filter> =
+            Array::try_from(ebpf.map_mut("FILTER").ok_or(AttachError::Missing("FILTER map"))?)
+                .map_err(map_err("FILTER"))?;
+        map.set(0, filter, 0).map_err(map_err("FILTER"))?;
+    }
+
+    Ok(ebpf)
+}
+
 fn guard(kind: &EntryKind) -> (u8, bool) {
     match *kind {
         EntryKind::StackGuard { mask, taken_if_any } => (mask, taken_if_any),
@@ -233,8 +260,8 @@ fn guard(kind: &EntryKind) -> (u8, bool) {
 }
 
 impl Session {
-    /// Loads the programs and places the probes of every plan; `configs[i]`
-    /// is what the kernel records for `plans[i]`. `goexit` is the plan of
+    /// Loads the programs and places the probes of every plan; `sites[i]` is
+    /// function `i`'s plan and what the kernel records for it. `goexit` is the plan of
     /// `runtime.goexit1`, where abandoned in-flight calls are discarded.
     ///
     /// With a PID, probes go on `/proc/PID/exe` and fire for that process
@@ -244,14 +271,13 @@ impl Session {
     pub fn attach(
         pid: Option<u32>,
         binary: &Binary,
-        plans: &[ProbePlan],
-        configs: &[FuncConfig],
+        sites: &[(&ProbePlan, FuncConfig)],
         goexit: Option<&ProbePlan>,
         options: &Options,
     ) -> Result<Self, AttachError> {
         let begun = Instant::now();
-        if plans.len() > MAX_FUNCS as usize {
-            return Err(AttachError::TooManyFunctions(plans.len()));
+        if sites.len() > MAX_FUNCS as usize {
+            return Err(AttachError::TooManyFunctions(sites.len()));
         }
         let target = match pid {
             Some(pid) => {
@@ -260,27 +286,7 @@ impl Session {
             }
             None => binary.path().to_path_buf(),
         };
-        let mut ebpf = EbpfLoader::new().map_max_entries("HIST", plans.len().max(1) as u32).load(EBPF_OBJECT)?;
-        let mut config_map: Array<_, FuncConfig> =
-            Array::try_from(ebpf.map_mut("FUNC_CONFIG").ok_or(AttachError::Missing("FUNC_CONFIG map"))?)
-                .map_err(map_err("FUNC_CONFIG"))?;
-        for (id, config) in configs.iter().enumerate() {
-            config_map.set(id as u32, config, 0).map_err(map_err("FUNC_CONFIG"))?;
-        }
-        let mut global: Array<_, GlobalConfig> =
-            Array::try_from(ebpf.map_mut("CONFIG").ok_or(AttachError::Missing("CONFIG map"))?)
-                .map_err(map_err("CONFIG"))?;
-        global
-            .set(0, GlobalConfig { sample_mask: 0, goid_offset: options.goid_offset.unwrap_or(0) }, 0)
-            .map_err(map_err("CONFIG"))?;
-        // Set before any probe is attached, so no call is counted unfiltered.
-        if let Some(filter) = options.filter {
-            let mut map: Array<_, Filter> =
-                Array::try_from(ebpf.map_mut("FILTER").ok_or(AttachError::Missing("FILTER map"))?)
-                    .map_err(map_err("FILTER"))?;
-            map.set(0, filter, 0).map_err(map_err("FILTER"))?;
-        }
-
+        let mut ebpf = load_object(sites, options)?;
         let program_name = if options.bare { BARE_PROGRAM } else { PROGRAM };
         let multi = match options.links {
             Links::Perf => None,
@@ -303,7 +309,7 @@ impl Session {
             multi,
             target,
             pid,
-            functions: Vec::with_capacity(plans.len()),
+            functions: Vec::with_capacity(sites.len()),
             shared: Vec::new(),
             closer: Closer::default(),
             events: None,
@@ -315,11 +321,10 @@ impl Session {
             attach_time: Duration::ZERO,
         };
 
-        let mut entries = Vec::with_capacity(plans.len() + 1);
-        for (id, plan) in plans.iter().enumerate() {
+        let mut entries = Vec::with_capacity(sites.len() + 1);
+        for (id, &(plan, config)) in sites.iter().enumerate() {
             let (guard_mask, guard_taken_if_any) = guard(&plan.entry_kind);
             let func_id = id as u32;
-            let config = configs.get(id).copied().unwrap_or_default();
             let tracked = !options.count_only && (options.bare || config.flags & CFG_TRACK != 0);
             let mut ret_sites = Vec::new();
             if tracked {
@@ -348,7 +353,7 @@ impl Session {
         // goroutine that fills its frames that way (a hot loop on one
         // goroutine) is never timed again. A RET seen before its entry only
         // counts as unmatched.
-        for id in 0..plans.len() {
+        for id in 0..sites.len() {
             if !session.functions[id].ret_sites.is_empty() {
                 session.attach_returns(id)?;
             }
@@ -363,23 +368,7 @@ impl Session {
             }
             None => None,
         };
-        if session.multi.is_some() {
-            entries.extend(goexit_site);
-            let link = session.link(&entries, "the entry sites")?;
-            session.probes += link.len();
-            session.shared.push(link);
-        } else {
-            for (id, site) in entries.iter().enumerate() {
-                let link = session.link(&[*site], &plans[id].function.name)?;
-                session.probes += 1;
-                session.functions[id].entry = Some(link);
-            }
-            if let Some(site) = goexit_site {
-                let link = session.link(&[site], "runtime.goexit1")?;
-                session.probes += 1;
-                session.shared.push(link);
-            }
-        }
+        session.place_entries(entries, goexit_site)?;
 
         session.events =
             session.ebpf.take_map("EVENTS").map(RingBuf::try_from).transpose().map_err(map_err("EVENTS"))?;
@@ -388,6 +377,31 @@ impl Session {
         session.attach_time = begun.elapsed();
         session.started = Instant::now();
         Ok(session)
+    }
+
+    /// Places the entry probes (`entries[i]` is function `i`'s) and
+    /// `runtime.goexit1`'s: one uprobe_multi link for all of them, or one
+    /// perf_event link each.
+    fn place_entries(&mut self, mut entries: Vec<(u64, u64)>, goexit: Option<(u64, u64)>) -> Result<(), AttachError> {
+        if self.multi.is_some() {
+            entries.extend(goexit);
+            let link = self.link(&entries, "the entry sites")?;
+            self.probes += link.len();
+            self.shared.push(link);
+            return Ok(());
+        }
+        for (id, site) in entries.iter().enumerate() {
+            let name = self.functions[id].symbol.clone();
+            let link = self.link(&[*site], &name)?;
+            self.probes += 1;
+            self.functions[id].entry = Some(link);
+        }
+        if let Some(site) = goexit {
+            let link = self.link(&[site], "runtime.goexit1")?;
+            self.probes += 1;
+            self.shared.push(link);
+        }
+        Ok(())
     }
 
     /// True when the probes are uprobe_multi links.

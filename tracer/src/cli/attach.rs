@@ -4,7 +4,6 @@
 //! every call (arguments, caller stack) to a trace file for `ktrace flame`.
 
 use std::{
-    collections::HashMap,
     fs::File,
     io::{BufWriter, IsTerminal, Write},
     path::{Path, PathBuf},
@@ -12,8 +11,8 @@ use std::{
 };
 
 use analyzer::{
-    summary::{FunctionSummary, Mode, Summary},
-    trace::{self, End, FunctionStats, Header, Record, TraceWriter, TracedFunction},
+    summary::Mode,
+    trace::{End, Record, TraceWriter},
 };
 use clap::Args;
 
@@ -21,18 +20,19 @@ mod watch;
 
 use super::{TargetArgs, live};
 use crate::{
+    aggregate::Outcome,
     attach::{
-        FunctionCounts, Links, Options, Session, calibrate,
-        config::{self, Captures, FilterArg, Wants},
+        Links, Options, Session,
+        calibrate::{self, HitCost},
+        config::Wants,
         events::{self, Symbolizer},
         filter::FilterSpec,
         privileges,
     },
     budget,
     error::Error,
-    plan::{Planner, ProbePlan, Target, abi, abi::Slot, amd64, secrets, signatures},
-    resolve::Function,
-    spec,
+    resolve::Binary,
+    session::{self, Setup},
 };
 use watch::Loop;
 
@@ -127,89 +127,68 @@ pub struct AttachArgs {
     bare: bool,
 }
 
-/// Presets reported as groups in the trace header.
-const GROUPS: [&str; 7] = ["authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
-
 impl AttachArgs {
     /// The overhead budget in % of the target's CPU, when one applies.
     fn budget(&self) -> Option<f64> {
         (!self.count_only && !self.bare && !self.no_budget && self.max_overhead > 0.0).then_some(self.max_overhead)
     }
+
+    /// The `--filter`, parsed.
+    fn filter(&self) -> Result<Option<FilterSpec>, Error> {
+        self.filter.as_deref().map(FilterSpec::parse).transpose().map_err(Error::Input)
+    }
+
+    /// What the kernel side must record.
+    fn wants(&self) -> Wants {
+        Wants {
+            latency: !self.count_only,
+            events: self.output.is_some() || self.args || self.stacks,
+            args: self.args,
+            stacks: self.stacks,
+            unredacted_args: self.unredacted_args,
+        }
+    }
+
+    /// Checks the flags that depend on each other; returns the `--pprof`
+    /// source and window.
+    fn check(&self) -> Result<Option<(analyzer::fetch::Source, u64)>, Error> {
+        if !(self.max_overhead >= 0.0 && self.max_overhead <= 100.0) {
+            return Err(Error::Input("--max-overhead must be a percentage in [0, 100]".into()));
+        }
+        let Some(url) = &self.pprof else { return Ok(None) };
+        let (Some(window), Some(_)) = (self.duration, &self.output) else {
+            return Err(Error::Input(
+                "--pprof needs --duration (the CPU profile covers the trace's window) and --output (it is stored in the trace file)"
+                    .into(),
+            ));
+        };
+        let source =
+            analyzer::fetch::Source::parse(url, self.kubeconfig.as_deref()).map_err(|e| Error::Input(e.to_string()))?;
+        Ok(Some((source, window.as_secs().max(1))))
+    }
 }
 
 pub fn run(args: &AttachArgs) -> Result<(), Error> {
-    if !(args.max_overhead >= 0.0 && args.max_overhead <= 100.0) {
-        return Err(Error::Input("--max-overhead must be a percentage in [0, 100]".into()));
-    }
-    let filter = args.filter.as_deref().map(FilterSpec::parse).transpose().map_err(Error::Input)?;
-    let pprof = match &args.pprof {
-        None => None,
-        Some(url) => {
-            let (Some(window), Some(_)) = (args.duration, &args.output) else {
-                return Err(Error::Input(
-                    "--pprof needs --duration (the CPU profile covers the trace's window) and --output (it is stored in the trace file)"
-                        .into(),
-                ));
-            };
-            let source = analyzer::fetch::Source::parse(url, args.kubeconfig.as_deref())
-                .map_err(|e| Error::Input(e.to_string()))?;
-            Some((source, window.as_secs().max(1)))
-        }
-    };
+    let pprof = args.check()?;
+    let filter = args.filter()?;
     privileges::check()?;
     let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
-    let (layouts, goid_offset) = layouts(&planned)?;
+    let regs = session::registers(&planned.binary);
+    let layouts = std::mem::take(&mut planned.plans)
+        .into_iter()
+        .map(|p| Ok((session::layout(&p.function, planned.params(&p.function)?, regs), p)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let goid_offset = planned.goid_offset()?;
     // The types have given all they will: free them before the session (on
     // a kube-apiserver its DWARF holds hundreds of MB).
     planned.release_types();
-    let (binary, plans, functions) = (&planned.binary, &planned.plans, &planned.functions);
-    let pid = args.target.pid;
-
-    let wants = Wants {
-        latency: !args.count_only,
-        events: args.output.is_some() || args.args || args.stacks,
-        args: args.args,
-        stacks: args.stacks,
-        unredacted_args: args.unredacted_args,
-    };
-    if let Some(f) = &filter {
-        let found: Vec<FilterArg> = plans
-            .iter()
-            .zip(&layouts)
-            .map(|(p, l)| match p.target {
-                Target::Function => config::filter_arg(l.as_deref(), &f.arg),
-                _ => FilterArg::Absent,
-            })
-            .collect();
-        let labels: Vec<String> = plans.iter().map(ProbePlan::label).collect();
-        for warning in f.check(labels.iter().map(String::as_str).zip(&found)).map_err(Error::Input)? {
-            eprintln!("ktrace: warning: {warning}");
-        }
+    let (layouts, plans): (Vec<_>, Vec<_>) = layouts.into_iter().unzip();
+    let (binary, functions) = (&planned.binary, &planned.functions);
+    let setup = Setup::new(binary, functions, plans, layouts, args.wants(), filter.as_ref())?;
+    for w in &setup.warnings {
+        eprintln!("ktrace: warning: {w}");
     }
-    let (configs, captures): (Vec<_>, Vec<_>) = plans
-        .iter()
-        .zip(&layouts)
-        .map(|(p, slots)| config::build(p, slots.as_deref(), wants, filter.as_ref().map(|f| f.arg.as_str())))
-        .unzip();
-    let goexit = goexit_plan(binary, functions);
-
-    let cost = if args.bare {
-        None
-    } else {
-        match calibrate::measure() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("ktrace: warning: cannot measure the per-hit cost on this host ({e}); no overhead estimate");
-                None
-            }
-        }
-    };
-    if args.budget().is_some() && cost.is_none() {
-        eprintln!(
-            "ktrace: warning: without the per-hit cost there is no overhead budget; every RET probe stays attached"
-        );
-    }
-
+    let cost = calibrate(args);
     let mono_start = events::monotonic_ns();
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let options = Options {
@@ -219,38 +198,13 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         goid_offset,
         links: args.links,
     };
-    let mut session = Session::attach(pid, binary, plans, &configs, goexit.as_ref(), &options)?;
+    let pid = args.target.pid;
+    let mut session = Session::attach(pid, binary, &setup.sites(), setup.goexit.as_ref(), &options)?;
     binary.release_pages();
     let started = Instant::now();
-    let who = pid.map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
-    let until =
-        args.duration.map_or_else(|| "until Ctrl-C".to_string(), |d| format!("for {}", humantime::format_duration(d)));
-    let mode = if args.count_only { "counting" } else { "tracing" };
-    eprintln!(
-        "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {} links; {mode} {until}",
-        session.probes,
-        plans.len(),
-        session.single_stepped,
-        session.attach_time.as_secs_f64(),
-        if session.batched() { "uprobe_multi" } else { "perf_event" },
-    );
-    if let (Some(pct), Some(_)) = (args.budget(), cost) {
-        eprintln!(
-            "ktrace: overhead budget {pct}% of the target's CPU: RET probes of costly functions rotate, their latency \
-             is sampled (TIMED column, sampled_fraction); --max-overhead 0 times every call"
-        );
-    }
-    report_args_and_filter(args, filter.as_ref(), plans, &captures);
-    if let Some(c) = cost {
-        eprintln!(
-            "ktrace: per-hit cost on this host: {:.2} µs emulated, {:.2} µs single-stepped",
-            c.emulated_ns / 1e3,
-            c.single_stepped_ns / 1e3
-        );
-    }
-
+    announce(args, &session, &setup, binary, cost, filter.as_ref());
     let mut writer = match &args.output {
-        Some(path) => Some(open_trace(path, args, binary, plans, pid, start_unix_ns)?),
+        Some(path) => Some(open_trace(path, args, &setup, binary, start_unix_ns)?),
         None => None,
     };
     let bias = match (pid, functions.first()) {
@@ -258,109 +212,121 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         _ => 0,
     };
     let sym = Symbolizer::new(functions, bias);
-    let mut state = Loop {
-        session: &mut session,
-        plans,
-        captures: &captures,
-        cost,
-        mono_start,
-        sym: &sym,
-        writer: writer.as_mut(),
-        stacks: HashMap::new(),
-        detached: vec![None; plans.len()],
-        last: None,
-        sample_shift: 0,
-        live: std::io::stderr().is_terminal() && !args.json,
-        write_error: None,
-        pid,
-        shares: vec![1.0; plans.len()],
-        began: Instant::now(),
-        last_cpu: None,
-        over_budget: false,
-    };
+    let captures = setup.captures();
+    let mut state = Loop::new(&mut session, &setup.traced, &captures, cost, mono_start, &sym, writer.as_mut(), pid);
+    state.live = std::io::stderr().is_terminal() && !args.json;
     let (ended, profile) = state.run(args, pid, pprof)?;
     if let (Some(p), Some(w)) = (profile, state.writer.as_deref_mut()) {
         w.record(&Record::Profile(p))?;
     }
-    let counts = state.session.counts()?;
-    let stats = state.session.stats()?;
     let detached = std::mem::take(&mut state.detached);
-    let duration = started.elapsed();
-    let detach_time = state.session.detach_all();
-    let fractions: Vec<Option<f64>> = (0..plans.len()).map(|i| state.session.sampled_fraction(i as u32)).collect();
     if let Some(e) = state.write_error.take() {
         return Err(e.into());
     }
-    let attach_time = session.attach_time;
-    let links = if session.batched() { "uprobe_multi" } else { "perf_event" };
+    finish(args, session, &setup, started, ended, &detached, writer, filter.as_ref())
+}
+
+/// Measures the per-hit cost, or says why there is no estimate.
+fn calibrate(args: &AttachArgs) -> Option<HitCost> {
+    if args.bare {
+        return None;
+    }
+    let cost = match calibrate::measure() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("ktrace: warning: cannot measure the per-hit cost on this host ({e}); no overhead estimate");
+            None
+        }
+    };
+    if args.budget().is_some() && cost.is_none() {
+        eprintln!(
+            "ktrace: warning: without the per-hit cost there is no overhead budget; every RET probe stays attached"
+        );
+    }
+    cost
+}
+
+/// Says what was placed, what it costs, and what happens to secrets.
+fn announce(
+    args: &AttachArgs,
+    session: &Session,
+    setup: &Setup,
+    binary: &Binary,
+    cost: Option<HitCost>,
+    filter: Option<&FilterSpec>,
+) {
+    let who = args
+        .target
+        .pid
+        .map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
+    let until =
+        args.duration.map_or_else(|| "until Ctrl-C".to_string(), |d| format!("for {}", humantime::format_duration(d)));
+    let mode = if args.count_only { "counting" } else { "tracing" };
+    eprintln!(
+        "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {} links; {mode} {until}",
+        session.probes,
+        setup.traced.len(),
+        session.single_stepped,
+        session.attach_time.as_secs_f64(),
+        links_name(session),
+    );
+    if let (Some(pct), Some(_)) = (args.budget(), cost) {
+        eprintln!(
+            "ktrace: overhead budget {pct}% of the target's CPU: RET probes of costly functions rotate, their latency \
+             is sampled (TIMED column, sampled_fraction); --max-overhead 0 times every call"
+        );
+    }
+    for notice in setup.notices(args.args, args.unredacted_args, args.output.is_some(), filter) {
+        eprintln!("ktrace: {notice}");
+    }
+    if let Some(c) = cost {
+        eprintln!(
+            "ktrace: per-hit cost on this host: {:.2} µs emulated, {:.2} µs single-stepped",
+            c.emulated_ns / 1e3,
+            c.single_stepped_ns / 1e3
+        );
+    }
+}
+
+fn links_name(session: &Session) -> &'static str {
+    if session.batched() { "uprobe_multi" } else { "perf_event" }
+}
+
+/// Reads the final counters, removes the probes, and reports: warnings on
+/// stderr, the records in the trace file, the summary on stdout.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    args: &AttachArgs,
+    mut session: Session,
+    setup: &Setup,
+    started: Instant,
+    ended: Option<&str>,
+    detached: &[Option<String>],
+    writer: Option<TraceWriter<BufWriter<File>>>,
+    filter: Option<&FilterSpec>,
+) -> Result<(), Error> {
+    let counts = session.counts()?;
+    let stats = session.stats()?;
+    let duration = started.elapsed();
+    let detach_time = session.detach_all();
+    let fractions: Vec<Option<f64>> = (0..counts.len()).map(|i| session.sampled_fraction(i as u32)).collect();
+    let (attach_time, links) = (session.attach_time, links_name(&session));
     drop(session);
     if let Some(why) = ended {
         eprintln!("ktrace: {why}; summary so far:");
     }
-    let skips: u64 = counts.iter().map(|c| c.counters.morestack_skips).sum();
-    if skips > 0 {
-        eprintln!("ktrace: {skips} stack-growth re-entries of a prologue were seen and not counted as calls");
-    }
-    let deep: u64 = counts.iter().map(|c| c.counters.depth_overflows).sum();
-    if deep > 0 {
-        eprintln!(
-            "ktrace: {deep} calls nested deeper than {} traced calls on one goroutine were counted but not timed",
-            tracer_common::MAX_DEPTH
-        );
-    }
-    let unmatched = counts.iter().map(|c| c.counters.unmatched_returns).sum::<u64>();
-    if unmatched > 0 {
-        eprintln!(
-            "ktrace: {unmatched} returns of calls that began before attach, while their latency was paused by the \
-             budget, or were evicted, were not timed"
-        );
-    }
-    let sampled: Vec<String> = counts
-        .iter()
-        .zip(&fractions)
-        .filter(|(c, f)| c.counters.calls > 0 && f.is_some_and(|f| f < 1.0))
-        .map(|(c, f)| format!("{} {:.0}%", c.symbol, f.unwrap_or(0.0) * 100.0))
-        .collect();
-    if !sampled.is_empty() {
-        eprintln!(
-            "ktrace: latency and errors were sampled under the overhead budget (share of the time timed): {}; \
-             calls are exact",
-            sampled.join(", ")
-        );
-    }
-    if stats.goexit_cleanups > 0 {
-        eprintln!(
-            "ktrace: {} goroutines ended with traced calls in flight (a panic or runtime.Goexit); those calls were not timed",
-            stats.goexit_cleanups
-        );
-    }
-    let filtered: u64 = counts.iter().map(|c| c.counters.filtered).sum();
-    if let Some(f) = &filter {
-        eprintln!("ktrace: --filter {}: {filtered} calls left out; every count is of kept calls", f.text());
-    }
-    if stats.dropped + stats.sampled_out > 0 {
-        eprintln!(
-            "ktrace: call events: {} recorded, {} sampled out under load, {} dropped (ring buffer full); counts and histograms are exact",
-            stats.emitted, stats.sampled_out, stats.dropped
-        );
-    }
-
     let mode = if args.count_only { Mode::CountOnly } else { Mode::Latency };
-    let mut summary = summarize(mode, pid, &counts, &captures, &fractions, stats.dropped, duration);
+    let outcome = Outcome { mode, pid: args.target.pid, counts: &counts, fractions: &fractions, stats, duration };
+    for w in outcome.warnings(filter.map(FilterSpec::text).as_deref()) {
+        eprintln!("ktrace: {w}");
+    }
+    let mut summary = outcome.summary(&setup.traced);
     summary.attach_seconds = Some(attach_time.as_secs_f64());
     summary.detach_seconds = Some(detach_time.as_secs_f64());
     summary.links = Some(links.into());
     if let Some(mut w) = writer {
-        for (id, (c, s)) in counts.iter().zip(&summary.functions).enumerate() {
-            w.record(&Record::Function(FunctionStats {
-                func: id as u32,
-                calls: s.calls,
-                errors: s.errors,
-                latency_ns: s.latency_ns,
-                histogram: c.hist.buckets(),
-                detached: detached[id].clone(),
-                sampled_fraction: s.sampled_fraction,
-            }))?;
+        for record in outcome.records(&summary, detached) {
+            w.record(&Record::Function(record))?;
         }
         w.finish(&End {
             duration_ns: summary.duration_ns,
@@ -379,153 +345,17 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Where one function's arguments live, when its types are known.
-type Layout = Option<Vec<Slot>>;
-
-/// Argument layouts of every plan and the offset of `runtime.g.goid`: DWARF
-/// types when the binary (or --symbols) has them; else the table of known
-/// kube-apiserver signatures (release builds are stripped).
-fn layouts(planned: &super::Planned) -> Result<(Vec<Layout>, Option<u64>), Error> {
-    let layouts = planned
-        .plans
-        .iter()
-        .map(|p| {
-            let slots = planned
-                .params(&p.function)?
-                .map(|params| {
-                    let params = abi::with_implicit_receiver(&p.function.name, p.function.file.as_deref(), params);
-                    abi::layout(&params, &amd64::REGISTERS)
-                })
-                .or_else(|| signatures::known(&p.function.name, &amd64::REGISTERS));
-            Ok(slots.map(|mut slots| {
-                secrets::mark(&p.function.name, &mut slots);
-                slots
-            }))
-        })
-        .collect::<Result<_, Error>>()?;
-    Ok((layouts, planned.goid_offset()?))
-}
-
-/// Says on stderr what happens to secret arguments and which functions
-/// `--filter` decides by value. Names only: never a value.
-fn report_args_and_filter(args: &AttachArgs, filter: Option<&FilterSpec>, plans: &[ProbePlan], captures: &[Captures]) {
-    if args.unredacted_args {
-        eprintln!(
-            "ktrace: warning: --unredacted-args: secret arguments (tokens, passwords, keys) are captured in the clear{}",
-            if args.output.is_some() { " and written to the trace file" } else { "" }
-        );
-    } else if args.args {
-        let secrets: Vec<String> = plans
-            .iter()
-            .zip(captures)
-            .filter_map(|(p, c)| c.secret.as_ref().map(|s| format!("{s} of {}", p.label())))
-            .collect();
-        if !secrets.is_empty() {
-            eprintln!(
-                "ktrace: {} secret argument{} recorded as <redacted N bytes>, never read: {}",
-                secrets.len(),
-                if secrets.len() == 1 { "" } else { "s" },
-                secrets.join(", ")
-            );
-        }
-    }
-    if let Some(f) = filter {
-        let with = captures.iter().filter(|c| c.filter).count();
-        eprintln!(
-            "ktrace: --filter {}: {with} of {} functions have `{}` and keep a call when it matches; the others keep \
-             calls nested inside a kept call on the same goroutine",
-            f.text(),
-            plans.len(),
-            f.arg
-        );
-    }
-}
-
-/// `runtime.goexit1`, where a dying goroutine's abandoned calls are dropped.
-fn goexit_plan(binary: &crate::resolve::Binary, functions: &[Function]) -> Option<ProbePlan> {
-    let f = functions.iter().find(|f| f.name == "runtime.goexit1")?;
-    Planner::new(binary, functions).plan(f).ok()
-}
-
 fn open_trace(
     path: &Path,
     args: &AttachArgs,
-    binary: &crate::resolve::Binary,
-    plans: &[ProbePlan],
-    pid: Option<u32>,
+    setup: &Setup,
+    binary: &Binary,
     start_unix_ns: u64,
 ) -> Result<TraceWriter<BufWriter<File>>, Error> {
-    let traced: Vec<Function> = plans.iter().map(|p| p.function.clone()).collect();
-    let mut groups = vec![Vec::new(); plans.len()];
-    for group in GROUPS {
-        let Ok(items) = spec::parse(group) else { continue };
-        let Ok(members) = spec::select(&items, &traced) else { continue };
-        for m in members {
-            if let Some(i) = traced.iter().position(|f| std::ptr::eq(f, m)) {
-                groups[i].push(group.to_string());
-            }
-        }
-    }
-    let header = Header {
-        format: trace::FORMAT.into(),
-        version: trace::VERSION,
-        mode: if args.count_only { Mode::CountOnly } else { Mode::Latency },
-        pid,
-        binary: binary.path().display().to_string(),
-        build_id: binary.build_id(),
-        go_version: binary.build_info().map(|b| b.go_version.clone()),
-        start_unix_ns,
-        unredacted_args: Some(args.unredacted_args),
-        filter: args.filter.as_deref().and_then(|f| FilterSpec::parse(f).ok()).map(|f| f.text()),
-        functions: plans
-            .iter()
-            .zip(groups)
-            .enumerate()
-            .map(|(id, (p, groups))| TracedFunction {
-                id: id as u32,
-                symbol: p.label(),
-                file: p.function.file.clone(),
-                line: p.function.line,
-                groups,
-            })
-            .collect(),
-    };
+    let mut header = setup.header(binary, !args.count_only, args.target.pid, start_unix_ns);
+    header.unredacted_args = Some(args.unredacted_args);
+    header.filter = args.filter().ok().flatten().map(|f| f.text());
     // Private: a trace holds etcd keys and the shape of the server's traffic.
     let file = analyzer::files::create_private(path).map_err(|source| Error::Write { path: path.into(), source })?;
     Ok(TraceWriter::new(BufWriter::new(file), &header)?)
-}
-
-fn summarize(
-    mode: Mode,
-    pid: Option<u32>,
-    counts: &[FunctionCounts],
-    captures: &[Captures],
-    fractions: &[Option<f64>],
-    dropped_events: u64,
-    duration: Duration,
-) -> Summary {
-    Summary {
-        mode,
-        pid,
-        functions: counts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let fraction = fractions.get(i).copied().flatten();
-                let timed = mode == Mode::Latency && (fraction.is_some() || c.counters.returns > 0);
-                FunctionSummary {
-                    symbol: c.symbol.clone(),
-                    calls: c.counters.calls,
-                    errors: (timed && captures[i].errors).then_some(c.counters.errors),
-                    latency_ns: if timed { c.hist.latency() } else { None },
-                    sampled_fraction: if mode == Mode::Latency { fraction } else { None },
-                }
-            })
-            .collect(),
-        dropped_events,
-        duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
-        attach_seconds: None,
-        detach_seconds: None,
-        links: None,
-    }
 }

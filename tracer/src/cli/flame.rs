@@ -153,6 +153,36 @@ fn report_error(e: ReportError) -> Error {
     }
 }
 
+/// The merged report: HTML (with its JSON and SVGs beside it) or JSON, and
+/// the table on stdout.
+fn write_report(
+    args: &FlameArgs,
+    format: Format,
+    trace: &Trace,
+    pprof_bytes: Option<&[u8]>,
+    what: &str,
+) -> Result<(), Error> {
+    let cpu = match pprof_bytes {
+        Some(b) => Some(CpuProfile { profile: decode(b, what)?, source: what.to_string(), window: None }),
+        None => None,
+    };
+    let opts = ReportOptions { deterministic: args.deterministic };
+    let rep = if format == Format::Html {
+        let (rep, w) = report::write(trace, cpu.as_ref(), &args.output, &opts).map_err(report_error)?;
+        let svgs = [w.latency_svg, w.cpu_svg].into_iter().flatten();
+        let also: Vec<String> = std::iter::once(w.json).chain(svgs).map(|p| p.display().to_string()).collect();
+        eprintln!("ktrace: wrote {} (and {})", w.html.display(), also.join(", "));
+        rep
+    } else {
+        let rep = report::build(trace, cpu.as_ref()).map_err(report_error)?;
+        let json = serde_json::to_vec_pretty(&rep).map_err(std::io::Error::from)?;
+        write_file(&args.output, &json)?;
+        rep
+    };
+    print!("{}", report::table::render(&rep));
+    Ok(())
+}
+
 pub fn run(args: &FlameArgs) -> Result<(), Error> {
     let format = format_of(args)?;
     if args.trace.is_none() && args.pprof.is_none() {
@@ -174,25 +204,7 @@ pub fn run(args: &FlameArgs) -> Result<(), Error> {
         }
         Format::Html | Format::Json => {
             let trace = trace.ok_or_else(|| Error::Input("the report needs --trace TRACE".into()))?;
-            let cpu = match &pprof_bytes {
-                Some(b) => Some(CpuProfile { profile: decode(b, &what)?, source: what.clone(), window: None }),
-                None => None,
-            };
-            let opts = ReportOptions { deterministic: args.deterministic };
-            let rep = if format == Format::Html {
-                let (rep, w) = report::write(&trace, cpu.as_ref(), &args.output, &opts).map_err(report_error)?;
-                let svgs = [w.latency_svg, w.cpu_svg].into_iter().flatten();
-                let also: Vec<String> = std::iter::once(w.json).chain(svgs).map(|p| p.display().to_string()).collect();
-                eprintln!("ktrace: wrote {} (and {})", w.html.display(), also.join(", "));
-                rep
-            } else {
-                let rep = report::build(&trace, cpu.as_ref()).map_err(report_error)?;
-                let json = serde_json::to_vec_pretty(&rep).map_err(std::io::Error::from)?;
-                write_file(&args.output, &json)?;
-                rep
-            };
-            print!("{}", report::table::render(&rep));
-            return Ok(());
+            return write_report(args, format, &trace, pprof_bytes.as_deref(), &what);
         }
         Format::Svg | Format::Folded => {
             let (folded, unit, default_title, palette) = match (&pprof_bytes, &trace) {

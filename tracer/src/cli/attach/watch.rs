@@ -15,6 +15,7 @@ use analyzer::trace::{self, TraceWriter};
 
 use super::{super::live, AttachArgs};
 use crate::{
+    aggregate::{self, Rates, Snapshot},
     attach::{
         FunctionCounts, Session,
         calibrate::HitCost,
@@ -23,7 +24,7 @@ use crate::{
     },
     budget,
     error::Error,
-    plan::ProbePlan,
+    session::Traced,
 };
 
 /// How often call events are read from the ring buffer. The kernel never
@@ -48,7 +49,7 @@ const EVENTS_PER_SEC_HIGH: u64 = 50_000;
 pub(super) struct Loop<'a> {
     pub(super) session: &'a mut Session,
     pub(super) pid: Option<u32>,
-    pub(super) plans: &'a [ProbePlan],
+    pub(super) traced: &'a [Traced],
     pub(super) captures: &'a [Captures],
     pub(super) cost: Option<HitCost>,
     pub(super) mono_start: u64,
@@ -59,7 +60,7 @@ pub(super) struct Loop<'a> {
     /// Why each function was detached, if it was.
     pub(super) detached: Vec<Option<String>>,
     /// Counts and time at the previous tick, for rates.
-    pub(super) last: Option<(Instant, Vec<FunctionCounts>, u64)>,
+    pub(super) last: Option<Snapshot>,
     pub(super) sample_shift: u32,
     pub(super) live: bool,
     pub(super) write_error: Option<std::io::Error>,
@@ -73,7 +74,40 @@ pub(super) struct Loop<'a> {
     pub(super) over_budget: bool,
 }
 
-impl Loop<'_> {
+impl<'a> Loop<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        session: &'a mut Session,
+        traced: &'a [Traced],
+        captures: &'a [Captures],
+        cost: Option<HitCost>,
+        mono_start: u64,
+        sym: &'a Symbolizer,
+        writer: Option<&'a mut TraceWriter<BufWriter<File>>>,
+        pid: Option<u32>,
+    ) -> Self {
+        Self {
+            session,
+            pid,
+            traced,
+            captures,
+            cost,
+            mono_start,
+            sym,
+            writer,
+            stacks: HashMap::new(),
+            detached: vec![None; traced.len()],
+            last: None,
+            sample_shift: 0,
+            live: false,
+            write_error: None,
+            shares: vec![1.0; traced.len()],
+            began: Instant::now(),
+            last_cpu: None,
+            over_budget: false,
+        }
+    }
+
     /// Runs until the duration ends (`None`), or returns why it ended early;
     /// also returns the CPU profile fetched over the same window, if asked.
     pub(super) fn run(
@@ -104,7 +138,7 @@ impl Loop<'_> {
             tick.tick().await;
             // Rates are measured from attach on, so a burst in the first
             // second is caught too.
-            self.last = Some((Instant::now(), self.session.counts()?, self.session.stats()?.emitted));
+            self.last = Some(self.snapshot()?);
             self.last_cpu = pid.and_then(budget::process_cpu_ns);
             let proc_dir = pid.map(|p| PathBuf::from(format!("/proc/{p}")));
             let ended = loop {
@@ -197,128 +231,110 @@ impl Loop<'_> {
         Ok(())
     }
 
+    fn snapshot(&self) -> Result<Snapshot, Error> {
+        Ok(Snapshot { at: Instant::now(), counts: self.session.counts()?, events: self.session.stats()?.emitted })
+    }
+
+    /// The functions still counted.
+    fn counting(&self) -> Vec<bool> {
+        (0..self.traced.len()).map(|i| self.session.is_attached(i as u32)).collect()
+    }
+
     /// Sizes each function's share of the RET-probe time from the measured
     /// per-hit cost, the call rates and the target's CPU time.
-    fn plan_budget(&mut self, pct: f64, cost: &HitCost, secs: f64, entry_rates: &[f64], ret_rates: &[f64]) {
-        let entry_cost: f64 = (0..self.plans.len())
-            .filter(|&i| self.session.is_attached(i as u32))
-            .map(|i| entry_rates[i] * cost.of(self.plans[i].entry.emulated))
-            .sum();
-        let ret_cost_now: f64 = (0..self.plans.len()).map(|i| ret_rates[i] * cost.single_stepped_ns).sum();
+    fn plan_budget(&mut self, pct: f64, cost: &HitCost, rates: &Rates) {
+        let (entry_cost, ret_cost) = aggregate::probe_cost_ns(self.traced, &self.counting(), cost, rates);
         // What the target would use untraced: probe hits run in its context.
         let untraced = match (self.pid, self.last_cpu) {
-            (Some(pid), Some(before)) => match budget::process_cpu_ns(pid) {
-                Some(now) => {
-                    self.last_cpu = Some(now);
-                    (now.saturating_sub(before) as f64 / secs - entry_cost - ret_cost_now).max(0.0)
-                }
-                None => return,
-            },
+            (Some(pid), Some(before)) => {
+                let Some(now) = budget::process_cpu_ns(pid) else { return };
+                self.last_cpu = Some(now);
+                (now.saturating_sub(before) as f64 / rates.secs - entry_cost - ret_cost).max(0.0)
+            }
             // No single process to measure: the budget is of one CPU.
             _ => 1e9,
         };
-        let budget_ns = pct / 100.0 * untraced - entry_cost;
-        let tracked: Vec<usize> = (0..self.plans.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
+        let tracked: Vec<usize> = (0..self.traced.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
         // Every call of a function hits one of its RETs.
-        let costs: Vec<f64> = tracked.iter().map(|&i| entry_rates[i] * cost.single_stepped_ns).collect();
+        let costs: Vec<f64> = tracked.iter().map(|&i| rates.entries[i] * cost.single_stepped_ns).collect();
         let pinned: Vec<bool> = tracked.iter().map(|&i| self.captures[i].filter).collect();
-        let (shares, over) = budget::allocate(budget_ns, &costs, &pinned);
+        let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
         for (k, &i) in tracked.iter().enumerate() {
             self.shares[i] = shares[k];
         }
         if over && !self.over_budget {
             eprintln!(
-                "ktrace: warning: even {:.0}% of the time with RET probes for every called function costs more than --max-overhead {pct}%; latency stays sampled at that minimum",
+                "ktrace: warning: even {:.0}% of the time with RET probes for every called function costs more than \
+                 --max-overhead {pct}%; latency stays sampled at that minimum",
                 budget::MIN_FRACTION * 100.0
             );
         }
         self.over_budget = over;
     }
 
-    fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
-        let now = Instant::now();
-        let counts = self.session.counts()?;
-        let events = self.session.stats()?.emitted;
-        let Some((then, before, events_before)) = self.last.replace((now, counts.clone(), events)) else {
+    /// Stops counting the functions called more often than `--max-rate`.
+    fn enforce_max_rate(&mut self, max_rate: u64, rates: &Rates, counts: &[FunctionCounts]) -> Result<(), Error> {
+        if max_rate == 0 {
             return Ok(());
-        };
-        let secs = now.duration_since(then).as_secs_f64().max(1e-3);
-        let rate = |i: usize, f: fn(&FunctionCounts) -> u64| f(&counts[i]).saturating_sub(f(&before[i])) as f64 / secs;
-        let entry_rates: Vec<f64> = (0..counts.len()).map(|i| rate(i, |c| c.counters.calls)).collect();
-        let ret_rates: Vec<f64> =
-            (0..counts.len()).map(|i| rate(i, |c| c.counters.returns + c.counters.unmatched_returns)).collect();
-
-        if args.max_rate > 0 {
-            for (i, r) in entry_rates.iter().enumerate() {
-                if *r > args.max_rate as f64 && self.session.is_attached(i as u32) {
-                    self.session.detach_function(i as u32)?;
-                    let why = format!("called {r:.0}/s, over --max-rate {}", args.max_rate);
-                    eprintln!(
-                        "ktrace: warning: {}: {why}; detached, the other functions are still traced",
-                        counts[i].symbol
-                    );
-                    self.detached[i] = Some(why);
-                }
+        }
+        for (i, r) in rates.calls.iter().enumerate() {
+            if *r > max_rate as f64 && self.session.is_attached(i as u32) {
+                self.session.detach_function(i as u32)?;
+                let why = format!("called {r:.0}/s, over --max-rate {max_rate}");
+                eprintln!(
+                    "ktrace: warning: {}: {why}; detached, the other functions are still traced",
+                    counts[i].symbol
+                );
+                self.detached[i] = Some(why);
             }
         }
+        Ok(())
+    }
 
-        let pct = args.budget();
-        if let (Some(pct), Some(cost)) = (pct, self.cost) {
-            let rates: Vec<f64> =
-                (0..counts.len()).map(|i| rate(i, |c| c.counters.calls + c.counters.filtered)).collect();
-            self.plan_budget(pct, &cost, secs, &rates, &ret_rates);
+    fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
+        let now = self.snapshot()?;
+        let Some(before) = self.last.replace(now.clone()) else { return Ok(()) };
+        let rates = Rates::between(&before, &now);
+        self.enforce_max_rate(args.max_rate, &rates, &now.counts)?;
+        if let (Some(pct), Some(cost)) = (args.budget(), self.cost) {
+            self.plan_budget(pct, &cost, &rates);
         }
-        let overhead = self.cost.map(|c| self.overhead(&c, &entry_rates, &ret_rates));
-
+        let overhead = self.cost.map(|c| {
+            let (entries, rets) = aggregate::probe_cost_ns(self.traced, &self.counting(), &c, &rates);
+            aggregate::percent_of_cpu(entries + rets)
+        });
         // Event detail is sampled under load; counters never are.
-        let events_rate = (events - events_before) as f64 / secs * (1u64 << self.sample_shift) as f64;
+        let events_rate = rates.events * (1u64 << self.sample_shift) as f64;
         let shift = (0..=16).find(|s| events_rate / (1u64 << s) as f64 <= EVENTS_PER_SEC_HIGH as f64).unwrap_or(16);
         if shift != self.sample_shift {
             self.session.set_sampling(shift)?;
             self.sample_shift = shift;
         }
-
         if let Some(w) = self.writer.as_deref_mut()
             && let Err(e) = w.flush()
         {
             self.write_error.get_or_insert(e);
         }
         if self.live {
-            let rows: Vec<live::Row> = counts
-                .iter()
-                .enumerate()
-                .map(|(i, c)| live::Row {
-                    symbol: &c.symbol,
-                    calls: c.counters.calls,
-                    rate: entry_rates[i],
-                    errors: self.captures[i].errors.then_some(c.counters.errors),
-                    latency: c.hist.latency(),
-                    timed: self.session.sampled_fraction(i as u32),
-                    detached: self.detached[i].is_some(),
-                })
-                .collect();
-            live::draw(&mut std::io::stderr(), &rows, overhead, self.sample_shift);
+            self.draw(&now.counts, &rates, overhead);
         }
         Ok(())
     }
 
-    /// Estimated CPU cost of the probes, as % of one CPU.
-    fn overhead(&self, cost: &HitCost, entry_rates: &[f64], ret_rates: &[f64]) -> f64 {
-        let entries: f64 = (self.plans.iter().enumerate())
-            .filter(|(i, _)| self.session.is_attached(*i as u32))
-            .map(|(i, plan)| percent_of_cpu(entry_rates[i], cost.of(plan.entry.emulated)))
-            .sum();
-        let rets: f64 = (0..self.plans.len()).map(|i| self.ret_cost(cost, i, ret_rates)).sum();
-        entries + rets
+    fn draw(&self, counts: &[FunctionCounts], rates: &Rates, overhead: Option<f64>) {
+        let rows: Vec<live::Row> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| live::Row {
+                symbol: &c.symbol,
+                calls: c.counters.calls,
+                rate: rates.calls[i],
+                errors: self.captures[i].errors.then_some(c.counters.errors),
+                latency: c.hist.latency(),
+                timed: self.session.sampled_fraction(i as u32),
+                detached: self.detached[i].is_some(),
+            })
+            .collect();
+        live::draw(&mut std::io::stderr(), &rows, overhead, self.sample_shift);
     }
-
-    /// CPU % spent on function `i`'s RET probes.
-    fn ret_cost(&self, cost: &HitCost, i: usize, ret_rates: &[f64]) -> f64 {
-        percent_of_cpu(ret_rates[i], cost.single_stepped_ns)
-    }
-}
-
-/// `hits_per_sec` hits at `ns_per_hit` each, as % of one CPU.
-fn percent_of_cpu(hits_per_sec: f64, ns_per_hit: f64) -> f64 {
-    hits_per_sec * ns_per_hit / 1e7
 }

@@ -1,0 +1,217 @@
+//! A tracing session's setup, between planning and attach: one record per
+//! traced function, holding its probe plan, where its arguments live (through
+//! the arch seam), what the kernel records for it and what user space
+//! captures from it, and the report groups it belongs to. `ktrace attach`
+//! builds a [`Setup`], hands it to [`crate::attach::Session`], and reads the
+//! results back through [`crate::aggregate`].
+
+use analyzer::trace::{self, Header, TracedFunction};
+use tracer_common::FuncConfig;
+
+use crate::{
+    attach::{
+        config::{self, Captures, FilterArg, Wants},
+        filter::FilterSpec,
+    },
+    error::Error,
+    plan::{
+        Planner, ProbePlan, Target,
+        abi::{self, Registers, Slot},
+        arch, secrets, signatures,
+    },
+    resolve::{Binary, Function, Param},
+    spec,
+};
+
+/// Presets reported as groups in the trace header.
+pub const GROUPS: [&str; 7] = ["authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
+
+/// Where one function's arguments live, when its types are known.
+pub type Layout = Option<Vec<Slot>>;
+
+/// One traced function.
+#[derive(Clone, Debug)]
+pub struct Traced {
+    /// Where its probes go.
+    pub plan: ProbePlan,
+    /// Where its arguments and results live; `None` when the types are
+    /// unknown.
+    pub layout: Layout,
+    /// What the kernel records for it.
+    pub config: FuncConfig,
+    /// What user space reads back from its events.
+    pub captures: Captures,
+    /// The presets of [`GROUPS`] it belongs to.
+    pub groups: Vec<String>,
+}
+
+/// Everything a session traces.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// One record per traced function; its index is the kernel's function id.
+    pub traced: Vec<Traced>,
+    /// `runtime.goexit1`, where a dying goroutine's abandoned calls are
+    /// dropped, when the binary has it.
+    pub goexit: Option<ProbePlan>,
+    /// Things the user should know about the `--filter` argument.
+    pub warnings: Vec<String>,
+}
+
+/// The register ABI of `binary`'s CPU, through the arch seam.
+pub fn registers(binary: &Binary) -> &'static Registers {
+    arch::for_machine(binary.machine()).registers()
+}
+
+/// The argument layout of `function`: from DWARF `params` when there are
+/// some, else from the table of known kube-apiserver signatures (release
+/// builds are stripped); secret arguments are marked either way.
+pub fn layout(function: &Function, params: Option<&[Param]>, regs: &Registers) -> Layout {
+    let slots = params
+        .map(|params| {
+            let params = abi::with_implicit_receiver(&function.name, function.file.as_deref(), params);
+            abi::layout(&params, regs)
+        })
+        .or_else(|| signatures::known(&function.name, regs));
+    slots.map(|mut slots| {
+        secrets::mark(&function.name, &mut slots);
+        slots
+    })
+}
+
+impl Setup {
+    /// One record per plan (`layouts[i]` is `plans[i]`'s), with the kernel
+    /// config and captures `wants` and `filter` call for. A `--filter`
+    /// argument no traced function has is an error.
+    pub fn new(
+        binary: &Binary,
+        functions: &[Function],
+        plans: Vec<ProbePlan>,
+        layouts: Vec<Layout>,
+        wants: Wants,
+        filter: Option<&FilterSpec>,
+    ) -> Result<Self, Error> {
+        let mut warnings = Vec::new();
+        if let Some(f) = filter {
+            let found: Vec<FilterArg> = plans
+                .iter()
+                .zip(&layouts)
+                .map(|(p, l)| match p.target {
+                    Target::Function => config::filter_arg(l.as_deref(), &f.arg),
+                    _ => FilterArg::Absent,
+                })
+                .collect();
+            let labels: Vec<String> = plans.iter().map(ProbePlan::label).collect();
+            warnings = f.check(labels.iter().map(String::as_str).zip(&found)).map_err(Error::Input)?;
+        }
+        let groups = groups_of(&plans);
+        let traced = plans
+            .into_iter()
+            .zip(layouts)
+            .zip(groups)
+            .map(|((plan, layout), groups)| {
+                let (config, captures) = config::build(&plan, layout.as_deref(), wants, filter.map(|f| f.arg.as_str()));
+                Traced { plan, layout, config, captures, groups }
+            })
+            .collect();
+        let goexit = functions
+            .iter()
+            .find(|f| f.name == "runtime.goexit1")
+            .and_then(|f| Planner::new(binary, functions).plan(f).ok());
+        Ok(Self { traced, goexit, warnings })
+    }
+
+    /// The plans and kernel configs, in function-id order.
+    pub fn sites(&self) -> Vec<(&ProbePlan, FuncConfig)> {
+        self.traced.iter().map(|t| (&t.plan, t.config)).collect()
+    }
+
+    /// The captures, in function-id order.
+    pub fn captures(&self) -> Vec<Captures> {
+        self.traced.iter().map(|t| t.captures.clone()).collect()
+    }
+
+    /// What the trace header says about the traced functions.
+    pub fn header_functions(&self) -> Vec<TracedFunction> {
+        self.traced
+            .iter()
+            .enumerate()
+            .map(|(id, t)| TracedFunction {
+                id: id as u32,
+                symbol: t.plan.label(),
+                file: t.plan.function.file.clone(),
+                line: t.plan.function.line,
+                groups: t.groups.clone(),
+            })
+            .collect()
+    }
+
+    /// The trace file's header for this session.
+    pub fn header(&self, binary: &Binary, latency: bool, pid: Option<u32>, start_unix_ns: u64) -> Header {
+        Header {
+            format: trace::FORMAT.into(),
+            version: trace::VERSION,
+            mode: if latency { analyzer::summary::Mode::Latency } else { analyzer::summary::Mode::CountOnly },
+            pid,
+            binary: binary.path().display().to_string(),
+            build_id: binary.build_id(),
+            go_version: binary.build_info().map(|b| b.go_version.clone()),
+            start_unix_ns,
+            unredacted_args: None,
+            filter: None,
+            functions: self.header_functions(),
+        }
+    }
+
+    /// One line per notice about secrets and `--filter`: names only, never
+    /// a value.
+    pub fn notices(&self, args: bool, unredacted: bool, to_file: bool, filter: Option<&FilterSpec>) -> Vec<String> {
+        let mut out = Vec::new();
+        if unredacted {
+            out.push(format!(
+                "warning: --unredacted-args: secret arguments (tokens, passwords, keys) are captured in the clear{}",
+                if to_file { " and written to the trace file" } else { "" }
+            ));
+        } else if args {
+            let secrets: Vec<String> = self
+                .traced
+                .iter()
+                .filter_map(|t| t.captures.secret.as_ref().map(|s| format!("{s} of {}", t.plan.label())))
+                .collect();
+            if !secrets.is_empty() {
+                out.push(format!(
+                    "{} secret argument{} recorded as <redacted N bytes>, never read: {}",
+                    secrets.len(),
+                    if secrets.len() == 1 { "" } else { "s" },
+                    secrets.join(", ")
+                ));
+            }
+        }
+        if let Some(f) = filter {
+            let with = self.traced.iter().filter(|t| t.captures.filter).count();
+            out.push(format!(
+                "--filter {}: {with} of {} functions have `{}` and keep a call when it matches; the others keep \
+                 calls nested inside a kept call on the same goroutine",
+                f.text(),
+                self.traced.len(),
+                f.arg
+            ));
+        }
+        out
+    }
+}
+
+/// The presets of [`GROUPS`] each plan's function belongs to.
+fn groups_of(plans: &[ProbePlan]) -> Vec<Vec<String>> {
+    let traced: Vec<Function> = plans.iter().map(|p| p.function.clone()).collect();
+    let mut groups = vec![Vec::new(); plans.len()];
+    for group in GROUPS {
+        let Ok(items) = spec::parse(group) else { continue };
+        let Ok(members) = spec::select(&items, &traced) else { continue };
+        for m in members {
+            if let Some(i) = traced.iter().position(|f| std::ptr::eq(f, m)) {
+                groups[i].push(group.to_string());
+            }
+        }
+    }
+    groups
+}
