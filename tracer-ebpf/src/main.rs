@@ -41,8 +41,8 @@ use aya_ebpf::{
     programs::{ProbeContext, tracing::StackIdContext},
 };
 use tracer_common::{
-    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_OFF, CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR,
-    EV_SECRET, EV_STR, FILTER_ON, FILTER_PREFIX, FRAME_ANCHOR, FRAME_SECRET, FRAME_SKIP, Filter, FuncConfig,
+    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_OFF, CFG_STACKS, CFG_TRACK, CallEvent, Cookie,
+    EV_ERROR, EV_SECRET, EV_STR, FILTER_ON, FILTER_PREFIX, FRAME_ANCHOR, FRAME_SECRET, FRAME_SKIP, Filter, FuncConfig,
     FuncCounters, GStack, GlobalConfig, GlobalStats, LOC_REG, LOC_STACK, MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP,
     SiteKind, hist,
 };

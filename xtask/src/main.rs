@@ -27,6 +27,7 @@ tasks:
                  set up, build, start etcd and the real kube-apiserver (--bundled: the apiserver-shaped
                  target), drive load as an ordinary RBAC user, trace storage,authn,authz,admission with
                  the CPU profile of the same window, and render the merged report
+  lint           only the fmt and clippy gates of `test` (workspace, tracer-ebpf, fuzz)
   test           set up, build the Go targets, check fmt and clippy, run every test (root eBPF tests included),
                  then fuzz every binary parser for a bounded time
   fuzz [SECS]    fuzz every binary parser for SECS seconds each (default 30)
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
             Some(other) => Err(anyhow::anyhow!("demo: unknown option {other} (the only one is --bundled)")),
         },
         Some("test") => test(&root),
+        Some("lint") => lint(&root),
         Some("bench") => bench::run(&root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("fuzz") => match std::env::args().nth(2).map_or(Ok(FUZZ_SECONDS), |s| s.parse::<u32>()) {
             Ok(seconds) => {
