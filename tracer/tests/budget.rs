@@ -149,3 +149,30 @@ fn a_budget_over_100_percent_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--max-overhead"), "{stderr}");
 }
+
+/// The target exits while its RET probes rotate: putting them back can no
+/// longer work, and the session still ends as "the target exited", with its
+/// summary and exit 0.
+#[test]
+fn the_target_exiting_mid_rotation_still_gives_the_summary() {
+    require_bpf();
+    let mut target = Loop::with_args(&["-slow", "2ms"]);
+    let mut trace = Trace::start(target.pid(), "main.slow", &["--max-overhead", "0.0001"]);
+    // Past the first budget tick and into the rotation, then kill the target.
+    thread::sleep(Duration::from_secs(7));
+    target.0.kill().unwrap();
+    target.0.wait().unwrap();
+    // ktrace notices within a drain tick (50 ms) and ends by itself.
+    let mut ended = false;
+    for _ in 0..200 {
+        if trace.child.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ended, "ktrace did not end when its target did");
+    let (summary, stderr) = trace.finish();
+    assert!(stderr.iter().any(|l| l.contains("the target exited")), "{stderr:?}");
+    assert!(common::calls(&summary, "main.slow") > 100, "{stderr:?}");
+}

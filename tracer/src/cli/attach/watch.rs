@@ -147,11 +147,15 @@ impl<'a> Loop<'a> {
                     r = tokio::signal::ctrl_c() => { r?; break Some("interrupted") }
                     _ = sigterm.recv() => break Some("terminated"),
                     _ = drain.tick() => {
-                        self.rotate()?;
+                        let gone = || proc_dir.as_ref().is_some_and(|d| !d.exists());
+                        // Putting RET probes back fails once the target is
+                        // gone: that ends the session, with its summary.
+                        let rotated = self.rotate();
                         self.drain(DRAIN_BUDGET);
-                        if proc_dir.as_ref().is_some_and(|d| !d.exists()) {
+                        if gone() {
                             break Some("the target exited");
                         }
+                        rotated?;
                     }
                     _ = tick.tick() => self.tick(args)?,
                 }
