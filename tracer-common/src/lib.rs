@@ -130,6 +130,21 @@ pub struct FuncCounters {
     pub filtered: u64,
 }
 
+impl FuncCounters {
+    /// Adds another CPU's counters to these (the maximum is the larger).
+    pub fn add(&mut self, other: &FuncCounters) {
+        self.calls += other.calls;
+        self.morestack_skips += other.morestack_skips;
+        self.returns += other.returns;
+        self.errors += other.errors;
+        self.sum_ns += other.sum_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
+        self.unmatched_returns += other.unmatched_returns;
+        self.depth_overflows += other.depth_overflows;
+        self.filtered += other.filtered;
+    }
+}
+
 #[cfg(feature = "user")]
 // SAFETY: FuncCounters is repr(C), Copy, and made of u64 fields with no padding.
 unsafe impl aya::Pod for FuncCounters {}
@@ -366,6 +381,16 @@ pub struct GlobalConfig {
     pub sample_mask: u64,
     /// Offset of `goid` in `runtime.g`, or 0 when unknown.
     pub goid_offset: u64,
+}
+
+impl GlobalStats {
+    /// Adds another CPU's counts to these.
+    pub fn add(&mut self, other: &GlobalStats) {
+        self.dropped += other.dropped;
+        self.sampled_out += other.sampled_out;
+        self.emitted += other.emitted;
+        self.goexit_cleanups += other.goexit_cleanups;
+    }
 }
 
 #[cfg(feature = "user")]

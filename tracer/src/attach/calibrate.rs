@@ -115,9 +115,7 @@ pub fn measure() -> Result<HitCost, CalibrateError> {
         program.detach(link).map_err(|source| AttachError::Program { what: "detaching".into(), source })?;
         per_hit[i] = ((traced - baseline) / CALLS as f64).max(0.0);
     }
-    let counters: PerCpuArray<_, FuncCounters> =
-        PerCpuArray::try_from(ebpf.map("COUNTERS").ok_or(AttachError::Missing("COUNTERS map"))?)
-            .map_err(map_err("COUNTERS"))?;
+    let counters: PerCpuArray<_, FuncCounters> = super::open(&ebpf, "COUNTERS")?;
     let hits: u64 = counters.get(&0, 0).map_err(map_err("COUNTERS"))?.iter().map(|c| c.calls).sum();
     if hits != 6 * CALLS {
         return Err(AttachError::Missing("calibration hits (the probe did not fire on every call)").into());

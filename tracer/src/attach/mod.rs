@@ -221,6 +221,22 @@ pub struct FunctionCounts {
     pub hist: Histogram,
 }
 
+/// Map `name` of the object as the map type `M`.
+fn open<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M, AttachError>
+where
+    M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+{
+    M::try_from(ebpf.map(name).ok_or(AttachError::Missing(name))?).map_err(map_err(name))
+}
+
+/// Map `name` of the object as the writable map type `M`.
+fn open_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, AttachError>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    M::try_from(ebpf.map_mut(name).ok_or(AttachError::Missing(name))?).map_err(map_err(name))
+}
+
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
     move |source| AttachError::Map { map, source }
 }
@@ -230,22 +246,16 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
 /// no call is counted unfiltered.
 fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<Ebpf, AttachError> {
     let mut ebpf = EbpfLoader::new().map_max_entries("HIST", sites.len().max(1) as u32).load(EBPF_OBJECT)?;
-    let mut config_map: Array<_, FuncConfig> =
-        Array::try_from(ebpf.map_mut("FUNC_CONFIG").ok_or(AttachError::Missing("FUNC_CONFIG map"))?)
-            .map_err(map_err("FUNC_CONFIG"))?;
+    let mut config_map: Array<_, FuncConfig> = open_mut(&mut ebpf, "FUNC_CONFIG")?;
     for (id, (_, config)) in sites.iter().enumerate() {
         config_map.set(id as u32, config, 0).map_err(map_err("FUNC_CONFIG"))?;
     }
-    let mut global: Array<_, GlobalConfig> =
-        Array::try_from(ebpf.map_mut("CONFIG").ok_or(AttachError::Missing("CONFIG map"))?)
-            .map_err(map_err("CONFIG"))?;
+    let mut global: Array<_, GlobalConfig> = open_mut(&mut ebpf, "CONFIG")?;
     global
         .set(0, GlobalConfig { sample_mask: 0, goid_offset: options.goid_offset.unwrap_or(0) }, 0)
         .map_err(map_err("CONFIG"))?;
     if let Some(filter) = options.filter {
-        let mut map: Array<_, Filter> =
-            Array::try_from(ebpf.map_mut("FILTER").ok_or(AttachError::Missing("FILTER map"))?)
-                .map_err(map_err("FILTER"))?;
+        let mut map: Array<_, Filter> = open_mut(&mut ebpf, "FILTER")?;
         map.set(0, filter, 0).map_err(map_err("FILTER"))?;
     }
 
@@ -485,25 +495,13 @@ impl Session {
 
     /// Reads the exact counters and histograms of every function.
     pub fn counts(&self) -> Result<Vec<FunctionCounts>, AttachError> {
-        let counters: PerCpuArray<_, FuncCounters> =
-            PerCpuArray::try_from(self.ebpf.map("COUNTERS").ok_or(AttachError::Missing("COUNTERS map"))?)
-                .map_err(map_err("COUNTERS"))?;
-        let hists: PerCpuArray<_, [u64; BUCKETS as usize]> =
-            PerCpuArray::try_from(self.ebpf.map("HIST").ok_or(AttachError::Missing("HIST map"))?)
-                .map_err(map_err("HIST"))?;
+        let counters: PerCpuArray<_, FuncCounters> = open(&self.ebpf, "COUNTERS")?;
+        let hists: PerCpuArray<_, [u64; BUCKETS as usize]> = open(&self.ebpf, "HIST")?;
         let mut out = Vec::with_capacity(self.functions.len());
         for (id, f) in self.functions.iter().enumerate() {
             let mut c = FuncCounters::default();
             for v in counters.get(&(id as u32), 0).map_err(map_err("COUNTERS"))?.iter() {
-                c.calls += v.calls;
-                c.morestack_skips += v.morestack_skips;
-                c.returns += v.returns;
-                c.errors += v.errors;
-                c.sum_ns += v.sum_ns;
-                c.max_ns = c.max_ns.max(v.max_ns);
-                c.unmatched_returns += v.unmatched_returns;
-                c.depth_overflows += v.depth_overflows;
-                c.filtered += v.filtered;
+                c.add(v);
             }
             let mut hist = Histogram { counts: vec![0; BUCKETS as usize], sum: c.sum_ns, max: c.max_ns };
             for per_cpu in hists.get(&(id as u32), 0).map_err(map_err("HIST"))?.iter() {
@@ -518,15 +516,10 @@ impl Session {
 
     /// Session-wide counters (event drops, sampling), summed over CPUs.
     pub fn stats(&self) -> Result<GlobalStats, AttachError> {
-        let stats: PerCpuArray<_, GlobalStats> =
-            PerCpuArray::try_from(self.ebpf.map("STATS").ok_or(AttachError::Missing("STATS map"))?)
-                .map_err(map_err("STATS"))?;
+        let stats: PerCpuArray<_, GlobalStats> = open(&self.ebpf, "STATS")?;
         let mut out = GlobalStats::default();
         for s in stats.get(&0, 0).map_err(map_err("STATS"))?.iter() {
-            out.dropped += s.dropped;
-            out.sampled_out += s.sampled_out;
-            out.emitted += s.emitted;
-            out.goexit_cleanups += s.goexit_cleanups;
+            out.add(s);
         }
         Ok(out)
     }
@@ -534,9 +527,7 @@ impl Session {
     /// Emits only one call event in `2^shift` from now on (0: every call).
     /// Counters and histograms are unaffected.
     pub fn set_sampling(&mut self, shift: u32) -> Result<(), AttachError> {
-        let mut global: Array<_, GlobalConfig> =
-            Array::try_from(self.ebpf.map_mut("CONFIG").ok_or(AttachError::Missing("CONFIG map"))?)
-                .map_err(map_err("CONFIG"))?;
+        let mut global: Array<_, GlobalConfig> = open_mut(&mut self.ebpf, "CONFIG")?;
         let mut g = global.get(&0, 0).map_err(map_err("CONFIG"))?;
         g.sample_mask = (1u64 << shift.min(20)) - 1;
         global.set(0, g, 0).map_err(map_err("CONFIG"))
@@ -568,9 +559,7 @@ impl Session {
     }
 
     fn set_config(&mut self, id: u32, config: FuncConfig) -> Result<(), AttachError> {
-        let mut map: Array<_, FuncConfig> =
-            Array::try_from(self.ebpf.map_mut("FUNC_CONFIG").ok_or(AttachError::Missing("FUNC_CONFIG map"))?)
-                .map_err(map_err("FUNC_CONFIG"))?;
+        let mut map: Array<_, FuncConfig> = open_mut(&mut self.ebpf, "FUNC_CONFIG")?;
         map.set(id, config, 0).map_err(map_err("FUNC_CONFIG"))
     }
 
