@@ -130,8 +130,9 @@ impl Probes {
 }
 
 /// Closes probes on other threads. Closing waits for a kernel grace period
-/// (about 0.1 s here for each perf_event uprobe); closed one after another,
-/// hundreds of them took a minute. Concurrent closes share grace periods.
+/// (about 0.3 s here). The uprobe_multi links of a session closed at once
+/// share it: 181 of them took 0.32 s. perf_event links gain nothing: their
+/// closes still complete one after another in the kernel, about 0.11 s each.
 #[derive(Default)]
 struct Closer {
     pending: Vec<std::thread::JoinHandle<()>>,
