@@ -170,7 +170,7 @@ impl Closer {
 }
 
 /// One function of the session.
-struct Traced {
+struct Probed {
     symbol: String,
     config: FuncConfig,
     /// Its RET sites as (file offset, cookie), kept to put them back.
@@ -194,7 +194,7 @@ pub struct Session {
     multi: Option<MultiProgram>,
     target: PathBuf,
     pid: Option<u32>,
-    functions: Vec<Traced>,
+    functions: Vec<Probed>,
     /// Entry probes shared by all functions (one uprobe_multi link), and
     /// `runtime.goexit1`'s.
     shared: Vec<Probes>,
@@ -348,7 +348,7 @@ impl Session {
             let cookie = Cookie { func_id, kind: SiteKind::Entry, guard_mask, guard_taken_if_any };
             entries.push((binary.file_offset(plan.entry.addr)?, cookie.encode()));
             session.single_stepped += usize::from(!plan.entry.emulated);
-            session.functions.push(Traced {
+            session.functions.push(Probed {
                 symbol: plan.label(),
                 config,
                 ret_sites,
@@ -467,12 +467,6 @@ impl Session {
     /// True when function `id` is still counted.
     pub fn is_attached(&self, id: u32) -> bool {
         self.functions.get(id as usize).is_some_and(|f| f.counting)
-    }
-
-    /// True when function `id` has RET probes attached now (latency is
-    /// being measured).
-    pub fn has_returns(&self, id: u32) -> bool {
-        self.functions.get(id as usize).is_some_and(|f| f.rets.is_some())
     }
 
     /// True when function `id` was planned with RET probes at all.
@@ -598,18 +592,6 @@ impl Session {
             }
         }
         Ok(true)
-    }
-
-    /// Stops tracking latency of function `id` for good: its RET probes are
-    /// removed, its exact call count goes on. Returns the number of probes
-    /// removed.
-    pub fn detach_returns(&mut self, id: u32) -> Result<usize, AttachError> {
-        let before = self.probes;
-        self.set_returns(id, false)?;
-        if let Some(f) = self.functions.get_mut(id as usize) {
-            f.ret_sites.clear();
-        }
-        Ok(before - self.probes)
     }
 
     /// Stops counting function `id`; its counters keep their values.

@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{median, verdict};
+use super::{median, session::excerpt, verdict};
 use crate::gotargets;
 
 /// How long each case is measured (ktrace's `--duration`).
@@ -259,20 +259,6 @@ fn attach(ktrace: &Path, pid: u32, common: &[&str], flags: &[&str]) -> Result<Re
         calls: json_value(&json, "calls").and_then(|v| v.parse().ok()),
         mode: json_value(&json, "mode").map(|v| v.trim_matches('"').to_string()),
     }))
-}
-
-/// ktrace's stderr, shortened: a verifier log can run to thousands of lines.
-fn excerpt(lines: &[String]) -> String {
-    const KEEP: usize = 8;
-    if lines.len() <= 2 * KEEP {
-        return lines.join("\n");
-    }
-    let skipped = format!("[... {} lines ...]", lines.len() - 2 * KEEP);
-    let head = lines[..KEEP].iter().map(String::as_str);
-    head.chain([skipped.as_str()])
-        .chain(lines[lines.len() - KEEP..].iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The raw value of the first `"key": value` in a JSON document (enough for
