@@ -119,6 +119,7 @@ mod tests {
             func,
             g,
             goid: None,
+            parent_goid: None,
             start_ns,
             dur_ns,
             error: None,

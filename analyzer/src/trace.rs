@@ -107,9 +107,14 @@ pub struct Call {
     pub func: u32,
     /// Address of the goroutine's `runtime.g`: stable while a call is in flight.
     pub g: u64,
-    /// Goroutine id, when the binary's DWARF gave the offset of `g.goid`.
+    /// Goroutine id, when ktrace knew where `runtime.g.goid` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goid: Option<u64>,
+    /// Id of the goroutine that started this one (`runtime.g.parentGoid`,
+    /// Go 1.21+); absent when unknown, or 0 for goroutines the runtime
+    /// started itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_goid: Option<u64>,
     /// Start, in nanoseconds after `header.start_unix_ns`.
     pub start_ns: u64,
     /// Wall duration in nanoseconds.
@@ -382,6 +387,7 @@ mod tests {
             func: 0,
             g: 0xc000_1000,
             goid: Some(5),
+            parent_goid: Some(1),
             start_ns: 10,
             dur_ns: 2_000_000,
             error: Some(true),
@@ -481,7 +487,7 @@ mod tests {
     #[test]
     fn call_json_uses_the_documented_names() {
         let v = serde_json::to_value(Record::Call(call())).unwrap();
-        for field in ["type", "func", "g", "goid", "start_ns", "dur_ns", "error", "args", "stack"] {
+        for field in ["type", "func", "g", "goid", "parent_goid", "start_ns", "dur_ns", "error", "args", "stack"] {
             assert!(v.get(field).is_some(), "missing {field}: {v}");
         }
         assert_eq!(v["type"], "call");

@@ -127,6 +127,7 @@ fn trace() -> trace::Trace {
         func,
         g,
         goid: None,
+        parent_goid: None,
         start_ns,
         dur_ns,
         error: Some(false),

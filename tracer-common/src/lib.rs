@@ -318,6 +318,9 @@ pub struct CallEvent {
     pub g: u64,
     /// Goroutine id, or 0 when its offset in `runtime.g` is unknown.
     pub goid: u64,
+    /// Id of the goroutine that started this one (`runtime.g.parentGoid`,
+    /// Go 1.21+), or 0 when unknown.
+    pub parent_goid: u64,
     /// Entry time, `bpf_ktime_get_ns`.
     pub start_ns: u64,
     /// Wall duration, ns.
@@ -381,6 +384,8 @@ pub struct GlobalConfig {
     pub sample_mask: u64,
     /// Offset of `goid` in `runtime.g`, or 0 when unknown.
     pub goid_offset: u64,
+    /// Offset of `parentGoid` in `runtime.g`, or 0 when unknown.
+    pub parent_goid_offset: u64,
 }
 
 impl GlobalStats {
@@ -429,8 +434,8 @@ mod tests {
         assert_eq!(size_of::<Frame>(), 48 + 8 * MAX_SCALARS + STR_CAP);
         assert_eq!(size_of::<Filter>(), 8 + STR_CAP);
         assert_eq!(size_of::<GStack>(), 8 + MAX_DEPTH * size_of::<Frame>());
-        assert_eq!(size_of::<CallEvent>(), 56 + 8 * MAX_SCALARS + 8 + STR_CAP);
-        assert_eq!(size_of::<GlobalConfig>(), 16);
+        assert_eq!(size_of::<CallEvent>(), 64 + 8 * MAX_SCALARS + 8 + STR_CAP);
+        assert_eq!(size_of::<GlobalConfig>(), 24);
         assert_eq!(size_of::<GlobalStats>(), 32);
         // The ring buffer reserves 8-byte aligned records.
         assert_eq!(align_of::<CallEvent>(), 8);

@@ -432,11 +432,8 @@ fn emit(g: u64, frame: &tracer_common::Frame, dur: u64, mut flags: u32) {
     unsafe {
         (*ev).func = frame.func;
         (*ev).g = g;
-        (*ev).goid = if global.goid_offset != 0 {
-            bpf_probe_read_user((g + global.goid_offset) as *const u64).unwrap_or(0)
-        } else {
-            0
-        };
+        (*ev).goid = read_g_field(g, global.goid_offset);
+        (*ev).parent_goid = read_g_field(g, global.parent_goid_offset);
         (*ev).start_ns = frame.start_ns;
         (*ev).dur_ns = dur;
         (*ev).caller = frame.caller;
@@ -456,6 +453,17 @@ fn emit(g: u64, frame: &tracer_common::Frame, dur: u64, mut flags: u32) {
     stats.emitted += 1;
     // No wakeup per event: user space drains the buffer on a short timer.
     entry.submit(BPF_RB_NO_WAKEUP as u64);
+}
+
+/// The u64 at `offset` in the goroutine's `runtime.g`, or 0 when the
+/// offset is unknown (0) or the read faults.
+#[inline(always)]
+fn read_g_field(g: u64, offset: u64) -> u64 {
+    if offset == 0 {
+        return 0;
+    }
+    // SAFETY: reads user memory through the helper, which faults safely.
+    unsafe { bpf_probe_read_user((g + offset) as *const u64) }.unwrap_or(0)
 }
 
 #[inline(always)]

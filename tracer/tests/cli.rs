@@ -150,6 +150,7 @@ fn write_trace(path: &std::path::Path) {
         func: 0,
         g: 1,
         goid: None,
+        parent_goid: None,
         start_ns: 0,
         dur_ns: 1000,
         error: Some(false),

@@ -64,6 +64,7 @@ fn write_trace(path: &Path) {
         func,
         g,
         goid: None,
+        parent_goid: None,
         start_ns,
         dur_ns,
         error: Some(false),

@@ -548,3 +548,31 @@ fn attach_takes_a_matching_symbols_file_and_refuses_another() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("not a build of") && !stderr.contains("probes on"), "{stderr}");
 }
+
+/// The table of `runtime.g` offsets that stripped binaries rely on holds
+/// what DWARF says, for every Go release this machine builds: 1.26 (the
+/// real kube-apiserver) and 1.19 (targets/, Debian's Go).
+#[test]
+fn goroutine_offsets_table_matches_dwarf() {
+    use tracer::plan::goroutine::GOffsets;
+    let mut checked = Vec::new();
+    let mut builds = Vec::new();
+    if let Some(p) = kube(Kube::Release) {
+        builds.push(p);
+    }
+    match testkit::target_binary(testkit::Variant::Debug) {
+        Ok(p) => builds.push(p),
+        Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
+    }
+    for path in builds {
+        let binary = Binary::open(&path).unwrap();
+        let minor = binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
+        let dwarf = binary.dwarf().unwrap().expect("DWARF");
+        let from_dwarf = GOffsets::from_dwarf(&dwarf).expect("runtime.g.goid in DWARF");
+        let from_table = GOffsets::from_table(binary.machine(), minor);
+        assert_eq!(from_table, Some(from_dwarf), "go1.{minor} ({})", path.display());
+        assert_eq!(from_dwarf.parent_goid.is_some(), minor >= 21, "parentGoid exists from Go 1.21");
+        checked.push(minor);
+    }
+    eprintln!("checked Go releases: {checked:?}");
+}

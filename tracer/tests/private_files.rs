@@ -38,6 +38,7 @@ fn write_trace(path: &Path) {
             func: 0,
             g: 0xc000_0000 + i,
             goid: None,
+            parent_goid: None,
             start_ns: i * 1_000_000,
             dur_ns: 500_000,
             error: Some(false),

@@ -14,6 +14,7 @@ fn call(func: u32, g: u64, start_ns: u64, dur_ns: u64) -> Call {
         func,
         g,
         goid: None,
+        parent_goid: None,
         start_ns,
         dur_ns,
         error: Some(false),

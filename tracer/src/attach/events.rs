@@ -76,6 +76,9 @@ pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[St
         func: ev.func,
         g: ev.g,
         goid: (ev.goid != 0).then_some(ev.goid),
+        // 0 is also the parent of goroutines the runtime starts, but those
+        // are never on a request: absent says as much.
+        parent_goid: (ev.parent_goid != 0).then_some(ev.parent_goid),
         start_ns: ev.start_ns.saturating_sub(mono_start),
         dur_ns: ev.dur_ns,
         error: captures.errors.then_some(ev.flags & EV_ERROR != 0),
@@ -129,6 +132,7 @@ mod tests {
             flags: EV_STR | EV_ERROR,
             g: 0xc000,
             goid: 0,
+            parent_goid: 0,
             start_ns: 5_000,
             dur_ns: 2_000_000,
             caller: 0x2010,

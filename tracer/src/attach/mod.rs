@@ -35,7 +35,7 @@ use tracer_common::{
 
 use self::multi::{MultiError, MultiLink, MultiProgram};
 use crate::{
-    plan::{EntryKind, ProbePlan},
+    plan::{EntryKind, ProbePlan, goroutine::GOffsets},
     resolve::Binary,
 };
 
@@ -107,9 +107,9 @@ pub struct Options {
     /// The `--filter` pattern; the functions with its argument say so in
     /// their configs (`CFG_FILTER_ARG`).
     pub filter: Option<Filter>,
-    /// Offset of `goid` in `runtime.g`, from the DWARF that gives the
-    /// types; without it events carry no goroutine id.
-    pub goid_offset: Option<u64>,
+    /// Where `goid` and `parentGoid` are in `runtime.g`; without them
+    /// events carry no goroutine ids.
+    pub goroutine: Option<GOffsets>,
     /// The kind of links to use.
     pub links: Links,
 }
@@ -253,7 +253,15 @@ fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<
     }
     let mut global: Array<_, GlobalConfig> = open_mut(&mut ebpf, "CONFIG")?;
     global
-        .set(0, GlobalConfig { sample_mask: 0, goid_offset: options.goid_offset.unwrap_or(0) }, 0)
+        .set(
+            0,
+            GlobalConfig {
+                sample_mask: 0,
+                goid_offset: options.goroutine.map_or(0, |o| o.goid),
+                parent_goid_offset: options.goroutine.and_then(|o| o.parent_goid).unwrap_or(0),
+            },
+            0,
+        )
         .map_err(map_err("CONFIG"))?;
     if let Some(filter) = options.filter {
         let mut map: Array<_, Filter> = open_mut(&mut ebpf, "FILTER")?;

@@ -31,6 +31,7 @@ use crate::{
     },
     budget,
     error::Error,
+    plan::goroutine,
     resolve::Binary,
     session::{self, Setup},
 };
@@ -178,7 +179,24 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         .into_iter()
         .map(|p| Ok((session::layout(&p.function, planned.params(&p.function)?, regs), p)))
         .collect::<Result<Vec<_>, Error>>()?;
-    let goid_offset = planned.goid_offset()?;
+    let goroutine = planned.goroutine_offsets()?;
+    if args.output.is_some() {
+        let go = planned.binary.build_info().map_or("an unknown Go", |b| b.go_version.as_str());
+        match goroutine {
+            None => eprintln!(
+                "ktrace: note: where {go} keeps goroutine ids is unknown (no DWARF, no --symbols, not in ktrace's table): calls carry no goid, and requests cannot be followed across goroutines"
+            ),
+            Some((o, _)) if o.parent_goid.is_none() => eprintln!(
+                "ktrace: note: {go} has no runtime.g.parentGoid (Go 1.21+): requests cannot be followed across goroutines"
+            ),
+            Some((_, goroutine::Source::Table)) => {
+                eprintln!(
+                    "ktrace: note: goroutine id offsets for {go} come from ktrace's table (the binary has no DWARF)"
+                )
+            }
+            Some(_) => {}
+        }
+    }
     // The types have given all they will: free them before the session (on
     // a kube-apiserver its DWARF holds hundreds of MB).
     planned.release_types();
@@ -195,7 +213,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         count_only: args.count_only,
         bare: args.bare,
         filter: filter.as_ref().map(FilterSpec::to_kernel),
-        goid_offset,
+        goroutine: goroutine.map(|(o, _)| o),
         links: args.links,
     };
     let pid = args.target.pid;

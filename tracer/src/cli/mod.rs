@@ -17,7 +17,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     error::Error,
-    plan::ProbePlan,
+    plan::{
+        ProbePlan,
+        goroutine::{self, GOffsets},
+    },
     resolve::{Binary, Dwarf, Function, Param, ResolveError, SymbolsFile},
     spec,
 };
@@ -142,10 +145,15 @@ impl Planned {
         unsafe { libc::malloc_trim(0) };
     }
 
-    /// The offset of `runtime.g.goid`, from whichever DWARF gives the types
-    /// (a stripped target gets goroutine ids through `--symbols`).
-    fn goid_offset(&self) -> Result<Option<u64>, ResolveError> {
-        Ok(self.types()?.and_then(|d| d.struct_member_offset("runtime.g", "goid")))
+    /// Where the goroutine ids are in `runtime.g`: from whichever DWARF
+    /// gives the types, else from the table of Go releases checked against
+    /// DWARF (a stripped target), else unknown.
+    fn goroutine_offsets(&self) -> Result<Option<(GOffsets, goroutine::Source)>, ResolveError> {
+        if let Some(o) = self.types()?.and_then(GOffsets::from_dwarf) {
+            return Ok(Some((o, goroutine::Source::Dwarf)));
+        }
+        let minor = self.binary.build_info().and_then(|b| b.minor_version());
+        Ok(minor.and_then(|m| GOffsets::from_table(self.binary.machine(), m)).map(|o| (o, goroutine::Source::Table)))
     }
 }
 
