@@ -130,7 +130,8 @@ mod tests {
     }
 
     fn trace(calls: Vec<Call>) -> Trace {
-        let f = |id, s: &str| TracedFunction { id, symbol: s.into(), file: None, line: None, groups: vec![] };
+        let f =
+            |id, s: &str| TracedFunction { id, symbol: s.into(), file: None, line: None, groups: vec![], phase: None };
         Trace {
             header: Some(Header {
                 format: FORMAT.into(),

@@ -17,6 +17,8 @@ pub mod hist;
 pub mod latency;
 pub mod pprof;
 pub mod report;
+pub mod requests;
 pub mod summary;
 pub mod symbol;
+pub mod timeline;
 pub mod trace;

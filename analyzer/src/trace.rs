@@ -88,6 +88,14 @@ pub struct TracedFunction {
     pub line: Option<u32>,
     /// Presets the function belongs to (`authn`, `storage`, …); may be empty.
     pub groups: Vec<String>,
+    /// The request phase its own time counts toward (`authn`, `authz`,
+    /// `admission`, `registry`, `storage`), or `request` for a request
+    /// root; absent when its time belongs to whatever encloses it (a
+    /// handler, or a filter closure that wraps the rest of the chain).
+    /// Traces from before phases existed lack it everywhere: readers then
+    /// derive it from `groups` ([`crate::requests::phase_from_groups`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 /// A captured argument.
@@ -378,6 +386,7 @@ mod tests {
                 file: Some("main.go".into()),
                 line: Some(3),
                 groups: vec!["storage".into()],
+                phase: None,
             }],
         }
     }

@@ -105,7 +105,14 @@ fn heap_sample_types() {
 /// A trace written with the tracer's own writer and read back: two
 /// requests, authn wrapping a handler wrapping the store.
 fn trace() -> trace::Trace {
-    let f = |id, s: String, g: &str| TracedFunction { id, symbol: s, file: None, line: None, groups: vec![g.into()] };
+    let f = |id, s: String, g: &str| TracedFunction {
+        id,
+        symbol: s,
+        file: None,
+        line: None,
+        groups: vec![g.into()],
+        phase: None,
+    };
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,

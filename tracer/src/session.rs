@@ -5,7 +5,10 @@
 //! builds a [`Setup`], hands it to [`crate::attach::Session`], and reads the
 //! results back through [`crate::aggregate`].
 
-use analyzer::trace::{self, Header, TracedFunction};
+use analyzer::{
+    requests,
+    trace::{self, Header, TracedFunction},
+};
 use tracer_common::FuncConfig;
 
 use crate::{
@@ -24,7 +27,7 @@ use crate::{
 };
 
 /// Presets reported as groups in the trace header.
-pub const GROUPS: [&str; 7] = ["authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
+pub const GROUPS: [&str; 8] = ["request", "authn", "authz", "admission", "storage", "registry", "cacher", "handlers"];
 
 /// Where one function's arguments live, when its types are known.
 pub type Layout = Option<Vec<Slot>>;
@@ -141,6 +144,7 @@ impl Setup {
                 file: t.plan.function.file.clone(),
                 line: t.plan.function.line,
                 groups: t.groups.clone(),
+                phase: phase_of(&t.plan.function, &t.groups).map(str::to_owned),
             })
             .collect()
     }
@@ -197,6 +201,22 @@ impl Setup {
             ));
         }
         out
+    }
+}
+
+/// The request phase a function's own time counts toward (see
+/// `analyzer::requests`): `request` for a request root, none for a filter
+/// closure that wraps the rest of the chain, else the first phase among its
+/// groups.
+fn phase_of(f: &Function, groups: &[String]) -> Option<&'static str> {
+    use spec::presets::{ENVELOPES, REQUEST_ROOTS, any_matches};
+    let file = f.file.as_deref();
+    if any_matches(REQUEST_ROOTS, &f.name, file) {
+        Some(requests::ROOT_PHASE)
+    } else if any_matches(ENVELOPES, &f.name, file) {
+        None
+    } else {
+        requests::phase_from_groups(groups)
     }
 }
 

@@ -142,7 +142,14 @@ fn write_trace(path: &std::path::Path) {
         start_unix_ns: 1_700_000_000_000_000_000,
         unredacted_args: Some(false),
         filter: None,
-        functions: vec![TracedFunction { id: 0, symbol: "main.f".into(), file: None, line: None, groups: vec![] }],
+        functions: vec![TracedFunction {
+            id: 0,
+            symbol: "main.f".into(),
+            file: None,
+            line: None,
+            groups: vec![],
+            phase: None,
+        }],
     };
     let mut w = TraceWriter::new(std::fs::File::create(path).unwrap(), &header).unwrap();
     let stack = vec!["main.main".into()];
@@ -174,10 +181,27 @@ fn flame_output_that_cannot_be_written_exits_1() {
     for out_dir in [&missing_dir, &not_a_dir] {
         for name in ["out.svg", "out.json", "out.html", "out.pb.gz", "out.folded"] {
             let output = out_dir.join(name);
-            let out = ktrace(&["flame", "--trace", trace.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+            let mut args = vec!["flame", "--trace", trace.to_str().unwrap(), "--output", output.to_str().unwrap()];
+            // A .json file is the request timeline; this trace has no
+            // requests, so ask for the report's JSON.
+            if name.ends_with(".json") {
+                args.extend(["--format", "json"]);
+            }
+            let out = ktrace(&args);
             assert_one_line_error(&out, 1, &format!("writing {}", output.display()));
         }
     }
+}
+
+#[test]
+fn a_timeline_of_a_trace_without_requests_says_what_to_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.trace");
+    write_trace(&trace);
+    let output = dir.path().join("requests.json");
+    let out = ktrace(&["flame", "--trace", trace.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_one_line_error(&out, 3, "no requests in the trace: trace the request roots too");
+    assert!(!output.exists());
 }
 
 #[test]

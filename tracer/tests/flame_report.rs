@@ -43,8 +43,14 @@ fn require_tool(name: &str, candidates: &[&str]) -> Option<PathBuf> {
 /// 200 requests: authn (1 ms self) → handler (2 ms self) → Create (5 ms) on
 /// even requests and Get (0.5 ms) on odd ones, each on its own goroutine.
 fn write_trace(path: &Path) {
-    let f =
-        |id, s: &str, g: &str| TracedFunction { id, symbol: s.into(), file: None, line: None, groups: vec![g.into()] };
+    let f = |id, s: &str, g: &str| TracedFunction {
+        id,
+        symbol: s.into(),
+        file: None,
+        line: None,
+        groups: vec![g.into()],
+        phase: None,
+    };
     let header = Header {
         format: FORMAT.into(),
         version: VERSION,

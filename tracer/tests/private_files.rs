@@ -30,7 +30,14 @@ fn write_trace(path: &Path) {
         start_unix_ns: 1_700_000_000_000_000_000,
         unredacted_args: Some(false),
         filter: None,
-        functions: vec![TracedFunction { id: 0, symbol: CREATE.into(), file: None, line: None, groups: vec![] }],
+        functions: vec![TracedFunction {
+            id: 0,
+            symbol: CREATE.into(),
+            file: None,
+            line: None,
+            groups: vec![],
+            phase: None,
+        }],
     };
     let mut w = TraceWriter::new(std::fs::File::create(path).unwrap(), &header).unwrap();
     for i in 0..10u64 {

@@ -135,6 +135,7 @@ fn write_generated_seeds(target: &str, corpus: &Path) -> Result<()> {
                 file: None,
                 line: None,
                 groups: vec!["storage".into()],
+                phase: None,
             }],
         };
         let mut w = trace::TraceWriter::new(Vec::new(), &header)?;

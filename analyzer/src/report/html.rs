@@ -7,7 +7,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, table};
+use super::{Report, RequestsSection, table};
+use crate::requests::PHASES;
 
 /// Escapes text for HTML content and attributes.
 pub fn escape(s: &str) -> String {
@@ -46,7 +47,16 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222
 table{border-collapse:collapse;font-size:14px}th,td{padding:3px 10px;text-align:right}\
 th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #444}\
 tr.group td{font-weight:bold;border-top:1px solid #aaa}tr.func td:first-child{padding-left:2em;font-family:monospace}\
-.flame svg{width:100%;height:auto;border:1px solid #ddd}.notes{color:#a50}";
+.flame svg{width:100%;height:auto;border:1px solid #ddd}.notes{color:#a50}\
+.waterfall{margin:1em 0 2em}.waterfall h3{font-size:15px;margin:.2em 0}\
+.wf-row{display:flex;align-items:center;font-size:12px;height:18px}\
+.wf-label{width:34em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font-family:monospace}\
+.wf-track{position:relative;flex:1;height:14px;background:#f4f4f4}\
+.wf-bar{position:absolute;top:1px;height:12px;min-width:1px}\
+.wf-dur{width:6em;text-align:right;font-family:monospace}\
+.cat-request{background:#888}.cat-call{background:#7a9cc6}.cat-phase{background:#e0a040}\
+.ph-authn{background:#c0504d}.ph-authz{background:#9bbb59}.ph-admission{background:#8064a2}\
+.ph-registry{background:#4bacc6}.ph-storage{background:#f79646}.ph-other{background:#aaa}.err{outline:2px solid #d00}";
 
 /// The page.
 pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -> String {
@@ -100,6 +110,9 @@ pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -
         }
     }
     let _ = writeln!(h, "</tbody></table>");
+    if let Some(r) = &report.requests {
+        requests_html(&mut h, r);
+    }
     if !report.notes.is_empty() {
         let _ = writeln!(h, "<ul class=\"notes\">");
         for n in &report.notes {
@@ -117,6 +130,100 @@ pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// The requests part: phase and kind tables, then each slow request as a
+/// waterfall of nested spans on its own time axis (bars are positioned in
+/// percent of the request's wall time).
+fn requests_html(h: &mut String, r: &RequestsSection) {
+    let _ = writeln!(
+        h,
+        "<section id=\"requests\"><h2>Requests</h2><p>{} requests; {} traced calls outside any request.</p>",
+        r.count, r.calls_outside
+    );
+    let table = |h: &mut String, id: &str, head: &[String], rows: Vec<Vec<String>>| {
+        let _ = write!(h, "<table id=\"{id}\"><thead><tr>");
+        for c in head {
+            let _ = write!(h, "<th>{}</th>", escape(c));
+        }
+        h.push_str("</tr></thead><tbody>\n");
+        for row in rows {
+            h.push_str("<tr>");
+            for c in row {
+                let _ = write!(h, "<td>{}</td>", escape(&c));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody></table>\n");
+    };
+    let opt = |v: Option<u64>| v.map(table::duration).unwrap_or_else(|| "-".into());
+    let head: Vec<String> =
+        ["PHASE", "SHARE", "REQUESTS", "P50/REQ", "P99/REQ", "WALL", "CPU"].iter().map(|s| s.to_string()).collect();
+    let rows = r
+        .phases
+        .iter()
+        .map(|p| {
+            vec![
+                p.wall.phase.clone(),
+                table::share(Some(p.wall.share)),
+                p.wall.requests.to_string(),
+                opt(p.wall.p50_ns),
+                opt(p.wall.p99_ns),
+                table::duration(p.wall.wall_ns),
+                opt(p.cpu_ns),
+            ]
+        })
+        .collect();
+    table(h, "phases", &head, rows);
+    let mut head: Vec<String> = ["KIND", "COUNT", "P50", "P99"].iter().map(|s| s.to_string()).collect();
+    head.extend(PHASES.iter().map(|p| p.to_ascii_uppercase()));
+    let rows = r
+        .kinds
+        .iter()
+        .map(|k| {
+            let mut l = vec![k.kind.clone(), k.count.to_string(), opt(k.p50_ns), opt(k.p99_ns)];
+            l.extend(k.phase_share.iter().map(|s| table::share(Some(*s))));
+            l
+        })
+        .collect();
+    table(h, "kinds", &head, rows);
+    let _ = writeln!(h, "<h2>Slowest requests</h2>");
+    for w in &r.slowest {
+        let _ = writeln!(
+            h,
+            "<div class=\"waterfall\" data-dur-ns=\"{}\"><h3>{} <small>{} &middot; {}</small></h3>",
+            w.dur_ns,
+            escape(&w.title),
+            escape(&w.kind),
+            table::duration(w.dur_ns)
+        );
+        for s in &w.spans {
+            let pct = |ns: u64| if w.dur_ns == 0 { 0.0 } else { ns as f64 * 100.0 / w.dur_ns as f64 };
+            let class = match s.cat {
+                "phase" => format!("cat-phase ph-{}", s.label),
+                other => format!("cat-{other}"),
+            };
+            let label = &s.label;
+            let _ = writeln!(
+                h,
+                "<div class=\"wf-row\" data-cat=\"{}\"><span class=\"wf-label\" style=\"padding-left:{}em\" title=\"{}\">{}</span>\
+                 <span class=\"wf-track\"><span class=\"wf-bar {class}{}\" style=\"left:{:.3}%;width:{:.3}%\" \
+                 data-offset-ns=\"{}\" data-dur-ns=\"{}\"></span></span><span class=\"wf-dur\">{}</span></div>",
+                s.cat,
+                s.depth,
+                escape(&s.label),
+                escape(label),
+                if s.error { " err" } else { "" },
+                pct(s.offset_ns),
+                pct(s.dur_ns),
+                s.offset_ns,
+                s.dur_ns,
+                table::duration(s.dur_ns)
+            );
+        }
+        h.push_str("</div>\n");
+    }
+    h.push_str("</section>\n");
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod html;
 pub mod table;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     path::{Path, PathBuf},
 };
 
@@ -22,7 +22,8 @@ use crate::{
     flame::{FlameOptions, FlamePalette, Folded, render_svg},
     latency::LatencyStacks,
     pprof::{DecodeError, Profile},
-    trace::{Header, Trace},
+    requests::{self, NodeKind, PHASES, Requests},
+    trace::Trace,
 };
 
 /// Why a report could not be made.
@@ -84,13 +85,83 @@ pub struct Report {
     pub trace: TraceInfo,
     /// The CPU profile merged in, if any.
     pub cpu_profile: Option<ProfileInfo>,
-    /// One row per preset group (functions without a group are in `other`).
+    /// One row per request phase (`authn` … `storage`, `other`), each with
+    /// the *own* time of its calls: the time in a call not spent in a
+    /// nested traced call, on its goroutine or on a goroutine its request
+    /// started. No time is counted in two rows.
     pub groups: Vec<Row>,
     /// One row per traced function.
     pub functions: Vec<Row>,
+    /// API requests rebuilt from the trace, when it traced a request root
+    /// (the `request` preset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestsSection>,
     /// Caveats about how numbers were obtained.
     pub notes: Vec<String>,
 }
+
+/// The per-request part of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestsSection {
+    /// Requests in the trace.
+    pub count: usize,
+    /// Traced calls that belonged to no request.
+    pub calls_outside: usize,
+    /// Per phase: share of request wall time, per-request p50/p99, CPU.
+    pub phases: Vec<PhaseLine>,
+    /// Per request kind (verb + resource).
+    pub kinds: Vec<requests::KindRow>,
+    /// The slowest requests, slowest first.
+    pub slowest: Vec<Waterfall>,
+}
+
+/// One phase over all requests.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseLine {
+    /// Wall-time figures.
+    #[serde(flatten)]
+    pub wall: requests::PhaseRow,
+    /// CPU the profile saw in the phase's own frames (samples whose
+    /// innermost traced frame is in the phase), ns.
+    pub cpu_ns: Option<u64>,
+}
+
+/// One request drawn as nested spans.
+#[derive(Clone, Debug, Serialize)]
+pub struct Waterfall {
+    /// `METHOD path`.
+    pub title: String,
+    /// `verb resource`.
+    pub kind: String,
+    /// Start, ns after the trace's start.
+    pub start_ns: u64,
+    /// Wall time, ns.
+    pub dur_ns: u64,
+    /// Own time per phase, indexed like [`requests::PHASES`].
+    pub phase_ns: [u64; 6],
+    /// Its spans, depth first.
+    pub spans: Vec<Span>,
+}
+
+/// One bar of a waterfall.
+#[derive(Clone, Debug, Serialize)]
+pub struct Span {
+    /// Nesting depth (0: the request).
+    pub depth: usize,
+    /// `request`, `phase` or `call`.
+    pub cat: &'static str,
+    /// Phase name, or the call's function with its etcd key and error.
+    pub label: String,
+    /// Start, ns after the request's start.
+    pub offset_ns: u64,
+    /// Length, ns.
+    pub dur_ns: u64,
+    /// The call returned an error.
+    pub error: bool,
+}
+
+/// Requests drawn as waterfalls in the report.
+pub const SLOWEST: usize = 5;
 
 /// The trace's identity and window.
 #[derive(Clone, Debug, Serialize)]
@@ -131,7 +202,11 @@ pub struct Row {
     pub name: String,
     /// The function's groups (empty for a group row).
     pub groups: Vec<String>,
-    /// Calls (for a group: outermost calls, not nested in another call of the group).
+    /// The phase row a function is listed under (`None` for a group row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<String>,
+    /// Calls (for a phase row: the calls that entered the phase from
+    /// outside it, so nested calls of one phase count once).
     pub calls: u64,
     /// Calls that returned an error.
     pub errors: Option<u64>,
@@ -260,6 +335,7 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         (*ns && wall > 0).then(|| (1.0 - cpu as f64 / wall as f64).clamp(0.0, 1.0))
     };
 
+    let rows_of = requests::rows_of(header);
     let mut functions = Vec::new();
     for f in &header.functions {
         let a = acc.get(&f.id);
@@ -288,6 +364,7 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         functions.push(Row {
             name: f.symbol.clone(),
             groups: f.groups.clone(),
+            row: rows_of.get(f.id as usize).map(|r| r.to_string()),
             calls,
             errors: s.and_then(|s| s.errors).or_else(|| a.filter(|a| a.has_error).map(|a| a.errors)),
             p50_ns: lat.map(|l| l.p50).or_else(|| quantile(&durs, 0.5)),
@@ -300,7 +377,19 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         });
     }
 
-    let groups = group_rows(trace, header, &functions, &cpu_where, &off_cpu, &in_window, &mut notes);
+    let stitched = requests::stitch(trace);
+    let phase_cpu = cpu_data.as_ref().map(|(f, ..)| requests::cpu_by_phase(header, f));
+    // The share of the trace the profile covers scales wall time to the
+    // profile's window for the off-CPU share of a phase.
+    let covered = match cpu_data.as_ref().map(|d| d.2) {
+        Some(Some((s, e))) if duration_ns > 0 => {
+            e.min(duration_ns).saturating_sub(s.min(duration_ns)) as f64 / duration_ns as f64
+        }
+        _ => 1.0,
+    };
+    let groups = group_rows(trace, &functions, &stitched, phase_cpu, covered, &off_cpu, &mut notes);
+    let requests = requests_section(trace, &stitched, phase_cpu);
+    notes.extend(stitched.notes.iter().cloned());
     let mut cpu_profile = cpu_data.map(|d| d.1);
     if let Some(info) = cpu_profile.as_mut()
         && info.overlap_ns == Some(0)
@@ -319,89 +408,129 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         cpu_profile,
         groups,
         functions,
+        requests,
         notes,
     })
 }
 
-/// CPU time of the samples with a frame the predicate accepts.
-type CpuWhere<'a> = dyn Fn(&dyn Fn(&str) -> bool) -> Option<u64> + 'a;
-
-/// Group rows: a group's calls are its outermost calls (authn nests 2–3
-/// authenticators per request; the request is counted once).
+/// Phase rows: each phase's own time over the whole trace (see
+/// [`requests::exclusive`]), its entries as calls, and the percentiles of
+/// one entry's own time.
 fn group_rows(
     trace: &Trace,
-    header: &Header,
     functions: &[Row],
-    cpu_where: &CpuWhere<'_>,
+    stitched: &Requests,
+    phase_cpu: Option<[u64; 6]>,
+    covered: f64,
     off_cpu: &dyn Fn(Option<u64>, Option<u64>) -> Option<f64>,
-    in_window: &dyn Fn(u64, u64) -> u64,
     notes: &mut Vec<String>,
 ) -> Vec<Row> {
-    let mut members: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for f in &header.functions {
-        if f.groups.is_empty() {
-            members.entry("other".into()).or_default().push(f.id);
+    let listed = |p: &'static str| functions.iter().filter(move |f| f.row.as_deref() == Some(p));
+    if trace.calls.is_empty() {
+        // No call records (count-only, or no events): only per-function
+        // totals exist, and nested calls cannot be told apart.
+        if functions.iter().any(|f| f.wall_ns.is_some()) {
+            notes.push(
+                "the trace has no call records: a group's WALL adds up its functions' totals, nested calls included"
+                    .into(),
+            );
         }
-        for g in &f.groups {
-            members.entry(g.clone()).or_default().push(f.id);
-        }
+        return PHASES
+            .iter()
+            .filter(|p| listed(p).next().is_some())
+            .map(|p| Row {
+                name: p.to_string(),
+                groups: vec![],
+                row: None,
+                calls: listed(p).map(|f| f.calls).sum(),
+                errors: listed(p).filter_map(|f| f.errors).reduce(|a, b| a + b),
+                p50_ns: None,
+                p99_ns: None,
+                max_ns: None,
+                wall_ns: listed(p).filter_map(|f| f.wall_ns).reduce(|a, b| a + b),
+                cpu_ns: None,
+                off_cpu_share: None,
+                timed: None,
+            })
+            .collect();
     }
+    if trace.end.as_ref().is_some_and(|e| e.sampled_out > 0 || e.dropped_events > 0) {
+        notes.push("call records were sampled or dropped: group rows add up the recorded calls only".into());
+    }
+    let x = requests::exclusive(trace, stitched);
     let mut rows = Vec::new();
-    for (group, ids) in members {
-        let mut calls: Vec<&crate::trace::Call> = trace.calls.iter().filter(|c| ids.contains(&c.func)).collect();
-        calls.sort_by_key(|c| (c.g, c.start_ns, u64::MAX - c.dur_ns));
-        let (mut outer, mut win) = (Vec::new(), 0u64);
-        let mut open: Option<(u64, u64)> = None;
-        for c in calls {
-            let end = c.start_ns.saturating_add(c.dur_ns);
-            if let Some((g, e)) = open
-                && g == c.g
-                && c.start_ns < e
-            {
-                continue;
-            }
-            open = Some((c.g, end));
-            outer.push(c.dur_ns);
-            win = win.saturating_add(in_window(c.start_ns, c.dur_ns));
+    for (p, name) in PHASES.iter().enumerate() {
+        if x.own_ns[p] == 0 && listed(name).next().is_none() {
+            continue;
         }
-        outer.sort_unstable();
-        let exact: u64 = ids.iter().filter_map(|&id| functions.get(id as usize)).map(|r| r.calls).sum();
-        let recorded = trace.calls.iter().filter(|c| ids.contains(&c.func)).count() as u64;
-        // When the kernel sampled call detail, scale up by exact/recorded.
-        let scale = if recorded > 0 { exact as f64 / recorded as f64 } else { 1.0 };
-        if scale > 1.0 {
-            notes.push(format!("{group}: call records were sampled; group totals are scaled by {scale:.2}"));
-        }
-        let (wall, wall_window, ncalls) = if outer.is_empty() {
-            let w: Option<u64> = ids.iter().filter_map(|&id| functions.get(id as usize)?.wall_ns).reduce(|a, b| a + b);
-            (w, w, exact)
-        } else {
-            let sum: u64 = outer.iter().sum();
-            (
-                (Some((sum as f64 * scale) as u64)),
-                Some((win as f64 * scale) as u64),
-                (outer.len() as f64 * scale) as u64,
-            )
-        };
-        let frames: Vec<&str> =
-            ids.iter().filter_map(|&id| header.functions.get(id as usize)).map(|f| frame_of(&f.symbol)).collect();
-        let cpu = cpu_where(&|fr: &str| frames.contains(&fr));
-        let errors = ids.iter().filter_map(|&id| functions.get(id as usize)?.errors).reduce(|a, b| a + b);
+        let mut own: Vec<u64> = x.spans.iter().filter(|s| s.phase == p).map(|s| s.own_ns).collect();
+        own.sort_unstable();
+        let wall = x.own_ns[p];
+        let cpu = phase_cpu.map(|c| c[p]);
         rows.push(Row {
-            name: group,
+            name: name.to_string(),
             groups: vec![],
-            calls: ncalls,
-            errors,
-            p50_ns: quantile(&outer, 0.5),
-            p99_ns: quantile(&outer, 0.99),
-            max_ns: outer.last().copied(),
-            wall_ns: wall,
+            row: None,
+            calls: x.entries[p],
+            errors: listed(name).filter_map(|f| f.errors).reduce(|a, b| a + b),
+            p50_ns: quantile(&own, 0.5),
+            p99_ns: quantile(&own, 0.99),
+            max_ns: own.last().copied(),
+            wall_ns: Some(wall),
             cpu_ns: cpu,
-            off_cpu_share: off_cpu(cpu, wall_window),
+            off_cpu_share: off_cpu(cpu, Some((wall as f64 * covered) as u64)),
             timed: None,
         });
     }
     rows
+}
+
+/// The requests part, when the trace has request roots.
+fn requests_section(trace: &Trace, stitched: &Requests, phase_cpu: Option<[u64; 6]>) -> Option<RequestsSection> {
+    if stitched.requests.is_empty() {
+        return None;
+    }
+    let phases = stitched
+        .phase_rows()
+        .into_iter()
+        .enumerate()
+        .map(|(p, wall)| PhaseLine { wall, cpu_ns: phase_cpu.map(|c| c[p]) })
+        .collect();
+    let slowest = stitched
+        .slowest(SLOWEST)
+        .into_iter()
+        .map(|r| Waterfall {
+            title: r.title(),
+            kind: r.kind(),
+            start_ns: r.start_ns,
+            dur_ns: r.dur_ns,
+            phase_ns: r.phase_ns,
+            spans: r
+                .tree
+                .walk()
+                .into_iter()
+                .map(|(depth, n)| Span {
+                    depth,
+                    cat: match n.kind {
+                        NodeKind::Request(_) => "request",
+                        NodeKind::Phase(_) => "phase",
+                        NodeKind::Call(_) => "call",
+                    },
+                    label: requests::label(trace, r, n),
+                    offset_ns: n.start_ns.saturating_sub(r.start_ns),
+                    dur_ns: n.dur_ns(),
+                    error: matches!(n.kind, NodeKind::Call(i) if trace.calls[i].error == Some(true)),
+                })
+                .collect(),
+        })
+        .collect();
+    Some(RequestsSection {
+        count: stitched.requests.len(),
+        calls_outside: stitched.outside,
+        phases,
+        kinds: stitched.kind_rows(),
+        slowest,
+    })
 }
 
 /// Options of [`write`].

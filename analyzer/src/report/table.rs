@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, Row};
+use super::{Report, RequestsSection, Row, Waterfall};
+use crate::requests::PHASES;
 
 /// `1.23ms`-style duration.
 pub use crate::summary::format_ns as duration;
@@ -45,9 +46,7 @@ pub fn render(report: &Report) -> String {
     let mut lines: Vec<[String; 9]> = vec![COLUMNS.map(String::from)];
     for g in &report.groups {
         lines.push(cells(g.name.clone(), g));
-        for f in
-            report.functions.iter().filter(|f| f.groups.contains(&g.name) || (g.name == "other" && f.groups.is_empty()))
-        {
+        for f in report.functions.iter().filter(|f| f.row.as_deref() == Some(g.name.as_str())) {
             lines.push(cells(format!("  {}", short(&f.name)), f));
         }
     }
@@ -74,8 +73,112 @@ pub fn render(report: &Report) -> String {
     } else {
         let _ = writeln!(out, "CPU: no profile (give --pprof, or trace with `ktrace attach --pprof`)");
     }
+    if let Some(r) = &report.requests {
+        out.push('\n');
+        out.push_str(&requests(r));
+    }
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
+    }
+    out
+}
+
+/// Left-aligned first column, right-aligned others, two spaces apart.
+fn grid(lines: &[Vec<String>]) -> String {
+    let n = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; n];
+    for l in lines {
+        for (w, c) in widths.iter_mut().zip(l) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in lines {
+        for (i, (c, w)) in l.iter().zip(&widths).enumerate() {
+            let pad = " ".repeat(w - c.chars().count());
+            if i == 0 {
+                let _ = write!(out, "{c}{pad}");
+            } else {
+                let _ = write!(out, "  {pad}{c}");
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Width of a waterfall's bar area, in characters.
+const BAR: usize = 40;
+/// Lines of one waterfall in a terminal.
+const MAX_SPANS: usize = 40;
+
+/// The requests part: phases, kinds, and the slowest requests as waterfalls.
+pub fn requests(r: &RequestsSection) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "REQUESTS: {} ({} traced calls outside any request)", r.count, r.calls_outside);
+    let mut lines =
+        vec![["PHASE", "SHARE", "REQUESTS", "P50/REQ", "P99/REQ", "WALL", "CPU"].map(String::from).to_vec()];
+    for p in &r.phases {
+        lines.push(vec![
+            p.wall.phase.clone(),
+            share(Some(p.wall.share)),
+            p.wall.requests.to_string(),
+            opt(p.wall.p50_ns),
+            opt(p.wall.p99_ns),
+            duration(p.wall.wall_ns),
+            opt(p.cpu_ns),
+        ]);
+    }
+    out.push_str(&grid(&lines));
+    out.push('\n');
+    let mut head = vec!["KIND", "COUNT", "P50", "P99"].into_iter().map(String::from).collect::<Vec<_>>();
+    head.extend(PHASES.iter().map(|p| p.to_ascii_uppercase()));
+    let mut lines = vec![head];
+    for k in &r.kinds {
+        let mut l = vec![k.kind.clone(), k.count.to_string(), opt(k.p50_ns), opt(k.p99_ns)];
+        l.extend(k.phase_share.iter().map(|s| share(Some(*s))));
+        lines.push(l);
+    }
+    out.push_str(&grid(&lines));
+    for w in &r.slowest {
+        out.push('\n');
+        out.push_str(&waterfall(w));
+    }
+    out
+}
+
+/// One request as indented spans with bars on a common time axis.
+pub fn waterfall(w: &Waterfall) -> String {
+    let mut out = String::new();
+    let split: Vec<String> = PHASES
+        .iter()
+        .zip(w.phase_ns)
+        .filter(|(_, ns)| *ns > 0)
+        .map(|(p, ns)| format!("{p} {}", duration(ns)))
+        .collect();
+    let _ = writeln!(out, "{}  {}  [{}]", w.title, duration(w.dur_ns), split.join(", "));
+    let scale = |ns: u64| if w.dur_ns == 0 { 0 } else { (ns as u128 * BAR as u128 / w.dur_ns as u128) as usize };
+    // Phases always; calls when they take at least 1 % of the request.
+    let shown: Vec<_> = w.spans.iter().filter(|s| s.cat != "call" || s.dur_ns * 100 >= w.dur_ns).collect();
+    let hidden = w.spans.len() - shown.len().min(MAX_SPANS);
+    for s in shown.into_iter().take(MAX_SPANS) {
+        let from = scale(s.offset_ns).min(BAR - 1);
+        let len = scale(s.dur_ns).clamp(1, BAR - from);
+        let bar = format!("{}{}{}", " ".repeat(from), "#".repeat(len), " ".repeat(BAR - from - len));
+        let label = &s.label;
+        let _ = writeln!(
+            out,
+            "  |{bar}| {:>9} {:>9}  {}{}{}",
+            format!("+{}", duration(s.offset_ns)),
+            duration(s.dur_ns),
+            "  ".repeat(s.depth),
+            label,
+            if s.error { " (error)" } else { "" }
+        );
+    }
+    if hidden > 0 {
+        let _ =
+            writeln!(out, "  … {hidden} more spans (shorter calls; the HTML report and the timeline have them all)");
     }
     out
 }

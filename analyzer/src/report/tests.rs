@@ -25,8 +25,14 @@ fn call(func: u32, g: u64, start_ns: u64, dur_ns: u64) -> Call {
 }
 
 fn trace() -> Trace {
-    let f =
-        |id, s: &str, g: &str| TracedFunction { id, symbol: s.into(), file: None, line: None, groups: vec![g.into()] };
+    let f = |id, s: &str, g: &str| TracedFunction {
+        id,
+        symbol: s.into(),
+        file: None,
+        line: None,
+        groups: vec![g.into()],
+        phase: None,
+    };
     let stats = |func, calls, sum, max| FunctionStats {
         func,
         calls,

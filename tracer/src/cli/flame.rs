@@ -15,6 +15,7 @@ use analyzer::{
     latency::LatencyStacks,
     pprof::Profile,
     report::{self, CpuProfile, ReportError, ReportOptions},
+    requests, timeline,
     trace::{self, Trace},
 };
 use clap::{Args, ValueEnum};
@@ -32,6 +33,8 @@ Examples:
   ktrace flame --trace req.trace --pprof cpu.pb.gz --output report.html
   # what changed between two profiles (red grew, blue shrank)
   ktrace flame --pprof after.pb.gz --base before.pb.gz --output diff.svg
+  # each API request as a timeline (Perfetto UI, chrome://tracing), traced with --funcs request,authn,…
+  ktrace flame --trace req.trace --output requests.json
   # the trace's latency profile for `go tool pprof -top latency.pb.gz`
   ktrace flame --trace req.trace --output latency.pb.gz";
 
@@ -46,6 +49,8 @@ pub enum Format {
     Html,
     /// Merged report as JSON
     Json,
+    /// The trace's requests as a timeline: Chrome Trace Event JSON, for Perfetto UI or chrome://tracing
+    Timeline,
     /// gzipped profile.proto: the trace's latency profile, or the fetched profile as is
     Pprof,
 }
@@ -74,7 +79,7 @@ pub struct FlameArgs {
     /// Output file
     #[arg(long, short, value_name = "OUT")]
     output: PathBuf,
-    /// Output format [default: from OUT's extension: .svg, .folded, .html, .json, .pb.gz]
+    /// Output format [default: from OUT's extension: .svg, .folded, .html, .json (timeline), .pb.gz]
     #[arg(long, value_enum)]
     format: Option<Format>,
     /// Flamegraph title
@@ -100,7 +105,7 @@ fn format_of(args: &FlameArgs) -> Result<Format, Error> {
         (".txt", Format::Folded),
         (".html", Format::Html),
         (".htm", Format::Html),
-        (".json", Format::Json),
+        (".json", Format::Timeline),
         (".pb.gz", Format::Pprof),
         (".pb", Format::Pprof),
         (".pprof", Format::Pprof),
@@ -183,6 +188,34 @@ fn write_report(
     Ok(())
 }
 
+/// The requests as a Chrome Trace Event file, and the requests part of the
+/// report on stdout.
+fn write_timeline(args: &FlameArgs, trace: &Trace) -> Result<(), Error> {
+    let stitched = requests::stitch(trace);
+    if stitched.requests.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no requests in the trace: trace the request roots too (`ktrace attach --funcs request,authn,authz,admission,registry,storage --output …`)",
+            args.trace.as_deref().unwrap_or(Path::new("-")).display()
+        )));
+    }
+    let doc = timeline::chrome_trace(trace, &stitched);
+    let json = serde_json::to_vec(&doc).map_err(std::io::Error::from)?;
+    write_file(&args.output, &json)?;
+    let rep = report::build(trace, None).map_err(report_error)?;
+    if let Some(r) = &rep.requests {
+        print!("{}", report::table::requests(r));
+    }
+    for n in &stitched.notes {
+        eprintln!("ktrace: note: {n}");
+    }
+    eprintln!(
+        "ktrace: wrote {} ({} requests; open it in https://ui.perfetto.dev or chrome://tracing)",
+        args.output.display(),
+        stitched.requests.len()
+    );
+    Ok(())
+}
+
 pub fn run(args: &FlameArgs) -> Result<(), Error> {
     let format = format_of(args)?;
     if args.trace.is_none() && args.pprof.is_none() {
@@ -201,6 +234,10 @@ pub fn run(args: &FlameArgs) -> Result<(), Error> {
                 (None, None) => unreachable!("checked above"),
             };
             write_file(&args.output, &bytes)?;
+        }
+        Format::Timeline => {
+            let trace = trace.ok_or_else(|| Error::Input("the request timeline needs --trace TRACE".into()))?;
+            return write_timeline(args, &trace);
         }
         Format::Html | Format::Json => {
             let trace = trace.ok_or_else(|| Error::Input("the report needs --trace TRACE".into()))?;

@@ -233,8 +233,44 @@ const HANDLERS: &[Entry] = &[
     closures("endpoints/handlers/finisher.finishRequest", "endpoints/handlers/finisher/finisher.go"),
 ];
 
+/// The root of every request: the outermost handler of the chain,
+/// `(*APIServerHandler).ServeHTTP(w, r)`, which runs on the connection's
+/// goroutine (HTTP/1) or the stream's (HTTP/2) and returns when the
+/// response is written. Its calls are the request roots; the other
+/// entries of [`REQUEST`] only witness the goroutines a request starts.
+pub const REQUEST_ROOTS: &[Entry] = &[a("server.(*APIServerHandler).ServeHTTP")];
+
+/// The request roots, and the closures that start or run a request's
+/// goroutines: the timeout filter's (authn, authz and the handler run in
+/// it) and the finisher's (admission, registry and storage run in it).
+/// Their calls carry the goroutine ids (`goid`, `parentGoid`) that tie a
+/// goroutine to the one that started it, even when no other traced
+/// function runs on the way.
+const REQUEST: &[Entry] = &[
+    REQUEST_ROOTS[0],
+    closures("server/filters.(*timeoutHandler).ServeHTTP", "server/filters/timeout.go"),
+    closures("endpoints/handlers/finisher.finishRequest", "endpoints/handlers/finisher/finisher.go"),
+];
+
+/// Filters whose per-request closure wraps the rest of the chain: after its
+/// own work (authenticating, authorizing) it calls the next handler, so its
+/// wall time holds the whole request. Its time belongs to no phase; the
+/// work inside it is traced by the phase's other functions.
+pub const ENVELOPES: &[Entry] = &[
+    closures("endpoints/filters.withAuthentication", "endpoints/filters/authentication.go"),
+    closures("endpoints/filters.WithAuthorization", "endpoints/filters/authorization.go"),
+    closures("endpoints/filters.withAuthorization", "endpoints/filters/authorization.go"),
+];
+
+/// True when one of `entries` selects the function `symbol` (with its
+/// source `file`, when known).
+pub fn any_matches(entries: &[Entry], symbol: &str, file: Option<&str>) -> bool {
+    entries.iter().any(|e| e.compile().matches(symbol, file))
+}
+
 /// Every preset name with its entries, in request-path order.
 pub const PRESETS: &[(&str, &[Entry])] = &[
+    ("request", REQUEST),
     ("authn", AUTHN),
     ("authz", AUTHZ),
     ("admission", ADMISSION),

@@ -1,0 +1,94 @@
+//! The requests of a trace as a timeline in the Chrome Trace Event format
+//! (the JSON object form: `{"traceEvents": [...]}`), which Perfetto UI and
+//! chrome://tracing open.
+//!
+//! Each request is one row (its own `tid` in the traced process's `pid`),
+//! named after the request; on it, complete events (`"ph": "X"`) nest
+//! exactly as the request's tree does: the request (`cat: request`), its
+//! phases (`cat: phase`) and the traced calls (`cat: call`). `ts` and `dur`
+//! are microseconds after the trace's start, with nanosecond decimals.
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    requests::{self, NodeKind, PHASES, Request, Requests},
+    symbol::without_package_path,
+    trace::{ArgValue, Trace},
+};
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+fn arg_json(v: &ArgValue) -> Value {
+    match v {
+        ArgValue::Int(n) => json!(n),
+        ArgValue::Str(s) => json!(s),
+    }
+}
+
+/// The timeline of `reqs`, rebuilt from `trace` by [`requests::stitch`].
+pub fn chrome_trace(trace: &Trace, reqs: &Requests) -> Value {
+    let header = trace.header();
+    let pid = header.and_then(|h| h.pid).unwrap_or(1);
+    let binary = header.map(|h| h.binary.as_str()).unwrap_or("target");
+    let mut events = vec![json!({
+        "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+        "args": {"name": format!("{binary} (pid {pid})")},
+    })];
+    for (row, req) in reqs.requests.iter().enumerate() {
+        let tid = row + 1;
+        events.push(json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": req.title()}}));
+        events
+            .push(json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}}));
+        for (_, node) in req.tree.walk() {
+            events.push(event(trace, req, node, pid, tid));
+        }
+    }
+    let mut other = Map::new();
+    other.insert("requests".into(), json!(reqs.requests.len()));
+    other.insert("calls_outside_requests".into(), json!(reqs.outside));
+    other.insert("notes".into(), json!(reqs.notes));
+    json!({"traceEvents": events, "displayTimeUnit": "ms", "otherData": other})
+}
+
+fn event(trace: &Trace, req: &Request, node: &requests::Node, pid: u32, tid: usize) -> Value {
+    let (name, cat, args) = match node.kind {
+        NodeKind::Request(_) => {
+            let phases: Map<String, Value> =
+                PHASES.iter().zip(req.phase_ns).map(|(p, ns)| (format!("{p}_ns"), json!(ns))).collect();
+            let args = json!({
+                "kind": req.kind(),
+                "goid": req.goid,
+                "calls": req.calls,
+                "error": req.error,
+                "phases": phases,
+            });
+            (req.title(), "request", args)
+        }
+        NodeKind::Phase(p) => (PHASES.get(p).copied().unwrap_or("?").to_string(), "phase", json!({})),
+        NodeKind::Call(i) => {
+            let c = &trace.calls[i];
+            let symbol = trace.function(c.func).map_or_else(|| format!("function {}", c.func), |f| f.symbol.clone());
+            let mut args = Map::new();
+            args.insert("symbol".into(), json!(symbol));
+            if let Some(g) = c.goid {
+                args.insert("goid".into(), json!(g));
+            }
+            if let Some(e) = c.error {
+                args.insert("error".into(), json!(e));
+            }
+            for (k, v) in &c.args {
+                args.insert(k.clone(), arg_json(v));
+            }
+            if node.dur_ns() != c.dur_ns {
+                args.insert("dur_ns_uncut".into(), json!(c.dur_ns));
+            }
+            (without_package_path(&symbol).to_string(), "call", Value::Object(args))
+        }
+    };
+    json!({
+        "name": name, "cat": cat, "ph": "X", "pid": pid, "tid": tid,
+        "ts": us(node.start_ns), "dur": us(node.dur_ns()), "args": args,
+    })
+}
