@@ -94,6 +94,10 @@ fn prometheus_agrees_with_the_summary() {
     // Quiet now: wait until Prometheus has scraped the final counts.
     std::thread::sleep(Duration::from_millis(1500));
     let body = scrape(&addr);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).unwrap();
+    let zipped = gz.finish().unwrap().len();
+    eprintln!("a scrape: {} lines, {} bytes, {zipped} gzipped", body.lines().count(), body.len());
     promtool_check(&body);
     let total = total_calls(&body);
     assert!(total >= u64::from(spec.creates + spec.gets + spec.missing_gets + spec.deletes), "{total}");
