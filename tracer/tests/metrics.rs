@@ -111,6 +111,11 @@ fn prometheus_agrees_with_the_summary() {
         assert!(Instant::now() < deadline, "Prometheus never saw {total} calls: {seen:?}\n{}", prom.log_tail(20));
         std::thread::sleep(Duration::from_millis(300));
     }
+    // No counter went down between any two scrapes of the session.
+    for family in ["ktrace_calls_total", "ktrace_errors_total", "ktrace_call_duration_seconds_bucket"] {
+        let resets = prom.query(&format!("sum(resets({family}[10m]))")).unwrap();
+        assert_eq!(resets.first().and_then(|r| r["value"][1].as_str()), Some("0"), "{family}: {resets:?}");
+    }
     let up = prom.query("up{job=\"ktrace\"}").unwrap();
     assert_eq!(up.first().and_then(|r| r["value"][1].as_str()), Some("1"), "{up:?}");
     let calls = by_function(&prom, "ktrace_calls_total");
