@@ -123,6 +123,7 @@ fn prometheus_agrees_with_the_summary() {
     let p50 = by_function(&prom, "histogram_quantile(0.5, ktrace_call_duration_seconds_bucket)");
     let counts = by_function(&prom, "ktrace_call_duration_seconds_count");
     let info = prom.query("ktrace_target_info").unwrap();
+    let fractions = by_function(&prom, "ktrace_sampled_fraction");
     let (summary, _) = trace.finish();
     drop(prom);
 
@@ -131,6 +132,8 @@ fn prometheus_agrees_with_the_summary() {
     assert_eq!(label("kubernetes_version_from"), "k8s.io/kubernetes");
     assert!(label("go_version").starts_with("go1."), "{info:?}");
     assert_eq!(label("pid"), api.pid().to_string());
+    assert_eq!(label("binary"), api.binary().display().to_string());
+    assert!(!label("build_id").is_empty(), "{info:?}");
 
     assert_eq!(calls[&format!("{STORE}.Create")], f64::from(spec.creates), "PromQL Create calls");
     assert_eq!(calls[&format!("{STORE}.Delete")], f64::from(spec.deletes), "PromQL Delete calls");
@@ -152,6 +155,8 @@ fn prometheus_agrees_with_the_summary() {
         if let Some(e) = f.errors {
             assert_eq!(errors.get(&f.symbol), Some(&(e as f64)), "{}: errors", f.symbol);
         }
+        // --no-budget: every RET probe stays attached.
+        assert_eq!(fractions.get(&f.symbol), f.sampled_fraction.as_ref(), "{}: sampled fraction", f.symbol);
         let Some(latency) = f.latency_ns else { continue };
         // ktrace reports the largest whole ns of the median's bucket (or
         // the max); PromQL interpolates inside the same bucket, between
