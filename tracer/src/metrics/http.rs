@@ -178,6 +178,9 @@ mod tests {
         assert_eq!(route("GET /metrics", &shared).0, 400);
         assert_eq!(route("", &shared).0, 400);
         assert_eq!(route("GET /metrics HTTP/1.1", &Shared::default()).0, 503, "before the probes are placed");
+        let unread = described();
+        unread.lock().latest = None;
+        assert_eq!(route("GET /metrics HTTP/1.1", &unread).0, 503, "before the first reading");
         let body = String::from_utf8(route("GET /metrics HTTP/1.1", &shared).3).unwrap();
         assert!(body.contains("ktrace_calls_total{function=\"main.f\",group=\"\",pid=\"\"} 0"), "{body}");
     }

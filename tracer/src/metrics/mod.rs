@@ -198,7 +198,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// Binds `addr` and serves from a thread of its own: 503 until
-    /// [`Metrics::describe`], then the latest reading.
+    /// [`Metrics::describe`] and the first [`Metrics::publish`], then the
+    /// latest reading.
     pub fn serve(addr: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
@@ -228,7 +229,8 @@ impl Metrics {
     }
 }
 
-/// The body of one scrape, or `None` before the session is described.
+/// The body of one scrape, or `None` before the session is described and
+/// its counters first read.
 fn scrape(shared: &Shared) -> Option<Vec<u8>> {
     let mut state = shared.lock();
     state.described.as_ref()?;
@@ -237,7 +239,7 @@ fn scrape(shared: &Shared) -> Option<Vec<u8>> {
     let (state, _) =
         shared.fresh.wait_timeout_while(state, FRESH_WAIT, |s| s.generation == seen).unwrap_or_else(|p| p.into_inner());
     let (target, functions) = state.described.clone()?;
-    let reading = state.latest.clone().unwrap_or_default();
+    let reading = state.latest.clone()?;
     drop(state);
     let mut body = Vec::with_capacity(64 * 1024);
     exposition::write(&mut body, &target, &functions, &reading).ok()?;
