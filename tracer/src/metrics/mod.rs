@@ -8,8 +8,8 @@
 //! maps are read by the loop alone, because the session is its own and
 //! reading them is not free (one syscall per function and map): it
 //! publishes at every 1 s tick, and, when a scrape is waiting, on its next
-//! 50 ms drain, so a scrape sees counters at most about 50 ms old and an
-//! idle endpoint costs nothing. Every value is a sum of per-CPU kernel
+//! 50 ms drain, so a scrape sees counters at most about 50 ms old, and an
+//! endpoint nobody scrapes costs a copy of the tick's counters. Every value is a sum of per-CPU kernel
 //! counters that only grow, read by one thread in order, so what is served
 //! never goes down while the process lives.
 
