@@ -141,7 +141,7 @@ impl Drop for Etcd {
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and body.
 /// Enough for etcd's gateway: no TLS, no redirects, chunked bodies decoded.
-fn http_request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+pub(crate) fn http_request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.unwrap_or("");

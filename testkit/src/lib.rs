@@ -1,6 +1,6 @@
-//! Test fixtures for ktrace's integration tests: a throw-away etcd and the
-//! Go test target (`targets/apiserver`, built by `cargo xtask build-targets`)
-//! serving on loopback, plus the target's own `load` and `probe` client modes
+//! Test fixtures for ktrace's integration tests: a throw-away etcd, a real
+//! Prometheus server, and the Go test target (`targets/apiserver`, built by
+//! `cargo xtask build-targets`) serving on loopback, plus the target's own `load` and `probe` client modes
 //! for driving exact, known request counts.
 //!
 //! Every fixture owns its temporary directory and child process, and kills
@@ -14,6 +14,7 @@ mod apiserver;
 mod etcd;
 pub mod kube;
 mod process;
+mod prometheus;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,13 @@ use anyhow::{Context, Result, bail};
 pub use apiserver::Apiserver;
 pub use etcd::Etcd;
 pub use kube::{KubeApiserver, KubeVariant, User};
+pub use prometheus::Prometheus;
+
+/// One HTTP/1.1 GET of `path` on `addr` (`host:port`, no TLS); returns the
+/// status and body.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    etcd::http_request(addr, "GET", path, None)
+}
 
 /// One build variant of the Go test target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -34,6 +34,16 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// `--serve-metrics` could not listen on its address (in use, not
+    /// this host's, a privileged port). Like an unwritable file, the
+    /// host's state rather than the input's form: exit 1.
+    #[error("--serve-metrics {addr}: cannot listen: {source}")]
+    Serve {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Any other I/O failure: printing to stdout, starting the runtime,
     /// installing a signal handler.
     #[error("I/O error: {0}")]
@@ -60,7 +70,9 @@ impl Error {
             | Error::Spec(_)
             | Error::Plan(crate::plan::PlanError::UnsupportedArch(_)) => ExitCode::from(3),
             Error::Privileges(_) => ExitCode::from(4),
-            Error::Plan(_) | Error::Attach(_) | Error::Write { .. } | Error::Io(_) => ExitCode::from(1),
+            Error::Plan(_) | Error::Attach(_) | Error::Write { .. } | Error::Serve { .. } | Error::Io(_) => {
+                ExitCode::from(1)
+            }
         }
     }
 }

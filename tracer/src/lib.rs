@@ -1,6 +1,7 @@
 //! ktrace traces a running kube-apiserver, or any Go >= 1.17 program, with
 //! eBPF uprobes, without stopping it. The layers, one module each:
-//! [`spec`] → [`resolve`] → [`plan`] → [`attach`] → output (in [`cli`]).
+//! [`spec`] → [`resolve`] → [`plan`] → [`attach`] → output (in [`cli`], and
+//! [`metrics`] for Prometheus).
 #![deny(missing_docs)]
 
 pub mod aggregate;
@@ -8,6 +9,7 @@ pub mod attach;
 pub mod budget;
 pub mod cli;
 pub mod error;
+pub mod metrics;
 pub mod plan;
 pub mod procfs;
 pub mod resolve;

@@ -12,7 +12,8 @@ use crate::run as exec;
 /// Debian packages: LLVM 22 for bpf-linker, Debian's rustc-web (its bundled
 /// library source makes `-Z build-std=core` possible offline) with its
 /// clippy (the lint gate over tracer-ebpf), Go 1.19 for the test targets,
-/// a real etcd, and wrk for `cargo xtask bench`.
+/// a real etcd, wrk for `cargo xtask bench`, and Prometheus (the server
+/// and promtool) for the `--serve-metrics` tests.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -27,6 +28,7 @@ const APT_PACKAGES: &[&str] = &[
     "etcd-client",
     "chromium",
     "wrk",
+    "prometheus",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

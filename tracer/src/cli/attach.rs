@@ -6,6 +6,7 @@
 use std::{
     fs::File,
     io::{BufWriter, IsTerminal, Write},
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -31,6 +32,7 @@ use crate::{
     },
     budget,
     error::Error,
+    metrics::{self, Metrics},
     plan::goroutine,
     resolve::Binary,
     session::{self, Setup},
@@ -57,7 +59,9 @@ Examples:
   # only the storage calls for one namespace's configmaps, and what runs inside them (decided in the kernel)
   ktrace attach --pid 4242 --funcs storage --filter 'key=/registry/configmaps/my-ns/*' --args --output ns.trace
   # secret arguments (tokens, passwords) are recorded as <redacted N bytes>; this captures them in the clear
-  ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace";
+  ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace
+  # Prometheus metrics (calls, errors, latency histograms) on http://127.0.0.1:9464/metrics while it runs
+  ktrace attach --pid $(pgrep kube-apiserver) --funcs storage,authn,authz --serve-metrics 127.0.0.1:9464";
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
@@ -123,6 +127,11 @@ pub struct AttachArgs {
     /// refused unless it holds the same code at the same addresses for every traced function
     #[arg(long, value_name = "FILE")]
     symbols: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics while attached (calls, errors, latency
+    /// histograms, sampled fraction, dropped events, the target's versions; see docs/metrics.md).
+    /// ADDR is IP:PORT, HOST:PORT or :PORT (every interface); port 0 picks a free port, printed on stderr
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_addr)]
+    serve_metrics: Option<SocketAddr>,
     /// Benchmarks only: load a bare counting program on the same sites instead of ktrace's
     #[arg(long, hide = true)]
     bare: bool,
@@ -173,6 +182,8 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let pprof = args.check()?;
     let filter = args.filter()?;
     privileges::check()?;
+    // Bound before the slow part, so a busy port fails at once.
+    let metrics = args.serve_metrics.map(serve_metrics).transpose()?;
     let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
     let regs = session::registers(&planned.binary);
     let layouts = std::mem::take(&mut planned.plans)
@@ -221,6 +232,10 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     binary.release_pages();
     let started = Instant::now();
     announce(args, &session, &setup, binary, cost, filter.as_ref());
+    if let Some(m) = &metrics {
+        let (target, functions) = metrics::describe(&setup, binary, pid, |id| session.is_tracked(id));
+        m.describe(target, functions);
+    }
     let mut writer = match &args.output {
         Some(path) => Some(open_trace(path, args, &setup, binary, start_unix_ns)?),
         None => None,
@@ -233,6 +248,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let captures = setup.captures();
     let mut state = Loop::new(&mut session, &setup.traced, &captures, cost, mono_start, &sym, writer.as_mut(), pid);
     state.live = std::io::stderr().is_terminal() && !args.json;
+    state.metrics = metrics.as_ref();
     let (ended, profile) = state.run(args, pid, pprof)?;
     if let (Some(p), Some(w)) = (profile, state.writer.as_deref_mut()) {
         w.record(&Record::Profile(p))?;
@@ -242,6 +258,13 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         return Err(e.into());
     }
     finish(args, session, &setup, started, ended, &detached, writer, filter.as_ref())
+}
+
+/// Listens on `--serve-metrics` and says where (the real port when 0 was asked).
+fn serve_metrics(addr: SocketAddr) -> Result<Metrics, Error> {
+    let m = Metrics::serve(addr).map_err(|source| Error::Serve { addr, source })?;
+    eprintln!("ktrace: serving metrics on http://{}/metrics", m.addr);
+    Ok(m)
 }
 
 /// Measures the per-hit cost, or says why there is no estimate.

@@ -36,6 +36,20 @@ pub struct GoBuildInfo {
     pub main_path: Option<String>,
     /// Version of the main module, e.g. `v1.33.0` or `(devel)`.
     pub module_version: Option<String>,
+    /// Every module the build lists (`mod` and `dep` lines), each with the
+    /// version that was compiled in: a `=>` replacement's own version when
+    /// it has one, else the required version.
+    pub modules: Vec<Module>,
+}
+
+/// One module of the build list.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Module {
+    /// Module path, e.g. `k8s.io/apiserver`.
+    pub path: String,
+    /// Version, e.g. `v0.36.3`; empty when the build recorded none (a
+    /// directory replacement).
+    pub version: String,
 }
 
 impl GoBuildInfo {
@@ -96,8 +110,8 @@ pub fn parse_buildinfo<'a>(
     if version.is_empty() {
         return Err(bad("empty Go version"));
     }
-    let (main_path, module_version) = parse_modinfo(modinfo);
-    Ok(GoBuildInfo { go_version: String::from_utf8_lossy(version).into_owned(), main_path, module_version })
+    let (main_path, module_version, modules) = parse_modinfo(modinfo);
+    Ok(GoBuildInfo { go_version: String::from_utf8_lossy(version).into_owned(), main_path, module_version, modules })
 }
 
 /// A uvarint length followed by that many bytes (Go 1.18+ inline strings).
@@ -121,24 +135,38 @@ fn inline_string<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], Malformed> {
     Ok(string)
 }
 
-/// Pulls the main package path (`path\t…`) and the main module version
-/// (`mod\tpath\tversion\tsum`) out of the modinfo text.
-fn parse_modinfo(raw: &[u8]) -> (Option<String>, Option<String>) {
+/// Pulls the main package path (`path\t…`), the main module version
+/// (`mod\tpath\tversion\tsum`) and the build list (`mod`, `dep`, and `=>`
+/// for a replacement of the line before) out of the modinfo text.
+fn parse_modinfo(raw: &[u8]) -> (Option<String>, Option<String>, Vec<Module>) {
     // The sentinels frame the text only when it is long enough to hold both
     // and ends in a newline before the trailing one (runtime/debug).
     let framed = raw.len() > 2 * MODINFO_FRAME && raw.get(raw.len() - MODINFO_FRAME - 1) == Some(&b'\n');
     let text = if framed { raw.get(MODINFO_FRAME..raw.len() - MODINFO_FRAME).unwrap_or(raw) } else { raw };
     let text = String::from_utf8_lossy(text);
-    let (mut path, mut version) = (None, None);
+    let (mut path, mut version, mut modules) = (None, None, Vec::<Module>::new());
     for line in text.lines() {
         let mut fields = line.split('\t');
-        match fields.next() {
-            Some("path") => path = fields.next().map(str::to_owned),
-            Some("mod") => version = fields.nth(1).map(str::to_owned),
+        let kind = fields.next();
+        let (module, v) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        match kind {
+            Some("path") => path = Some(module.to_owned()),
+            Some("mod") => {
+                version = Some(v.to_owned());
+                modules.push(Module { path: module.to_owned(), version: v.to_owned() });
+            }
+            Some("dep") => modules.push(Module { path: module.to_owned(), version: v.to_owned() }),
+            // The replacement keeps the required module's path: that is the
+            // name the code was imported by.
+            Some("=>") if !v.is_empty() => {
+                if let Some(last) = modules.last_mut() {
+                    last.version = v.to_owned();
+                }
+            }
             _ => {}
         }
     }
-    (path, version)
+    (path, version, modules)
 }
 
 #[cfg(test)]
@@ -150,7 +178,12 @@ mod tests {
         b.extend_from_slice(&[8, INLINE_STRINGS]);
         b.resize(HEADER, 0);
         for s in [version, modinfo] {
-            b.push(s.len() as u8);
+            let mut len = s.len();
+            while len >= 0x80 {
+                b.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            b.push(len as u8);
             b.extend_from_slice(s.as_bytes());
         }
         b
@@ -159,12 +192,27 @@ mod tests {
     #[test]
     fn inline_strings_and_modinfo() {
         let frame = "0123456789abcdef";
-        let modinfo = format!("{frame}path\texample.com/app\nmod\texample.com/app\t(devel)\t\n{frame}");
+        let modinfo = format!(
+            "{frame}path\texample.com/app\nmod\texample.com/app\t(devel)\t\n\
+             dep\tk8s.io/apiserver\tv0.36.3\n=>\tk8s.io/apiserver\tv0.36.4\th1:x=\n\
+             dep\tk8s.io/api\tv0.0.0\n=>\t./staging/src/k8s.io/api\t\t\n\
+             dep\tgo.etcd.io/etcd/client/v3\tv3.6.8\th1:y=\n{frame}"
+        );
         let info = parse_buildinfo(&inline_blob("go1.19.8", &modinfo), |_, _| None).unwrap();
         assert_eq!(info.go_version, "go1.19.8");
         assert_eq!(info.minor_version(), Some(19));
         assert_eq!(info.main_path.as_deref(), Some("example.com/app"));
         assert_eq!(info.module_version.as_deref(), Some("(devel)"));
+        let modules: Vec<(&str, &str)> = info.modules.iter().map(|m| (m.path.as_str(), m.version.as_str())).collect();
+        assert_eq!(
+            modules,
+            [
+                ("example.com/app", "(devel)"),
+                ("k8s.io/apiserver", "v0.36.4"),
+                ("k8s.io/api", "v0.0.0"),
+                ("go.etcd.io/etcd/client/v3", "v3.6.8")
+            ]
+        );
     }
 
     #[test]
@@ -191,7 +239,10 @@ mod tests {
 
     #[test]
     fn versions_and_search() {
-        let v = |s: &str| GoBuildInfo { go_version: s.into(), main_path: None, module_version: None }.minor_version();
+        let v = |s: &str| {
+            GoBuildInfo { go_version: s.into(), main_path: None, module_version: None, modules: Vec::new() }
+                .minor_version()
+        };
         assert_eq!(v("go1.25-20250209-RC00"), Some(25));
         assert_eq!(v("devel go1.22-abcdef"), Some(22));
         assert_eq!(v("weird"), None);

@@ -19,7 +19,7 @@ mod pclntab;
 mod symbols;
 mod symtab;
 
-pub use buildinfo::{GoBuildInfo, find_buildinfo, parse_buildinfo};
+pub use buildinfo::{GoBuildInfo, Module, find_buildinfo, parse_buildinfo};
 pub use dwarf::{Dwarf, Param, TypeKind};
 pub use elf::{Binary, Machine};
 pub use pclntab::{InlinedCall, LineRange, Malformed, PclnVersion, Pclntab, parse_pclntab};

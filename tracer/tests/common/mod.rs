@@ -27,6 +27,8 @@ pub fn require_bpf() {
 pub struct Trace {
     pub child: Child,
     pub stderr: mpsc::Receiver<String>,
+    /// What ktrace printed on stderr until its probes were placed.
+    pub before: Vec<String>,
 }
 
 impl Trace {
@@ -57,17 +59,18 @@ impl Trace {
                 let _ = tx.send(line);
             }
         });
+        let mut before = Vec::new();
         loop {
             match rx.recv_timeout(Duration::from_secs(120)) {
                 Ok(line) if line.contains(" probes on ") => break,
-                Ok(_) => continue,
+                Ok(line) => before.push(line),
                 Err(e) => {
                     let _ = child.kill();
                     panic!("ktrace never reported its probes placed ({e}); status {:?}", child.wait());
                 }
             }
         }
-        Trace { child, stderr: rx }
+        Trace { child, stderr: rx, before }
     }
 
     /// Stops the trace with SIGINT, as Ctrl-C would, and parses its summary;

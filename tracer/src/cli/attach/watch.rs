@@ -24,6 +24,7 @@ use crate::{
     },
     budget,
     error::Error,
+    metrics::{Metrics, Reading},
     session::Traced,
 };
 
@@ -72,6 +73,8 @@ pub(super) struct Loop<'a> {
     pub(super) last_cpu: Option<u64>,
     /// Whether the minimum shares were over budget at the previous tick.
     pub(super) over_budget: bool,
+    /// `--serve-metrics`, fed the counters.
+    pub(super) metrics: Option<&'a Metrics>,
 }
 
 impl<'a> Loop<'a> {
@@ -105,6 +108,7 @@ impl<'a> Loop<'a> {
             began: Instant::now(),
             last_cpu: None,
             over_budget: false,
+            metrics: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl<'a> Loop<'a> {
             // Rates are measured from attach on, so a burst in the first
             // second is caught too.
             self.last = Some(self.snapshot()?);
+            self.publish(None)?;
             self.last_cpu = pid.and_then(budget::process_cpu_ns);
             let proc_dir = pid.map(|p| PathBuf::from(format!("/proc/{p}")));
             let ended = loop {
@@ -156,6 +161,9 @@ impl<'a> Loop<'a> {
                             break Some("the target exited");
                         }
                         rotated?;
+                        if self.metrics.is_some_and(Metrics::wanted) {
+                            self.publish(None)?;
+                        }
                     }
                     _ = tick.tick() => self.tick(args)?,
                 }
@@ -239,6 +247,18 @@ impl<'a> Loop<'a> {
         Ok(Snapshot { at: Instant::now(), counts: self.session.counts()?, events: self.session.stats()?.emitted })
     }
 
+    /// Hands `--serve-metrics` the counters (`counts`, else read now).
+    fn publish(&self, counts: Option<&[FunctionCounts]>) -> Result<(), Error> {
+        let Some(m) = self.metrics else { return Ok(()) };
+        let counts = match counts {
+            Some(c) => c.to_vec(),
+            None => self.session.counts()?,
+        };
+        let fractions = (0..counts.len()).map(|i| self.session.sampled_fraction(i as u32)).collect();
+        m.publish(Reading { counts, fractions, dropped: self.session.stats()?.dropped });
+        Ok(())
+    }
+
     /// The functions still counted.
     fn counting(&self) -> Vec<bool> {
         (0..self.traced.len()).map(|i| self.session.is_attached(i as u32)).collect()
@@ -297,6 +317,7 @@ impl<'a> Loop<'a> {
 
     fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
         let now = self.snapshot()?;
+        self.publish(Some(&now.counts))?;
         let Some(before) = self.last.replace(now.clone()) else { return Ok(()) };
         let rates = Rates::between(&before, &now);
         self.enforce_max_rate(args.max_rate, &rates, &now.counts)?;
