@@ -48,6 +48,11 @@ pub const METHOD_ARG: &str = "r.Method";
 /// See [`METHOD_ARG`].
 pub const PATH_ARG: &str = "r.URL.Path";
 
+/// Deepest tree kept: real requests nest a few dozen traced calls (12 per
+/// goroutine at most, on four goroutines); a hostile trace could nest
+/// millions, and the tree is walked recursively.
+const MAX_TREE_DEPTH: usize = 128;
+
 /// Goroutine ancestry followed at most this far (the real chain is 3 deep;
 /// a hostile trace may hold a cycle).
 const MAX_ANCESTRY: usize = 32;
@@ -340,6 +345,10 @@ fn nest(trace: &Trace, kind: NodeKind, window: (u64, u64), mut calls: Vec<usize>
         while stack.len() > 1 && stack.last().is_some_and(|top| top.end_ns <= s) {
             close(&mut stack);
         }
+        if stack.len() >= MAX_TREE_DEPTH {
+            cut += 1;
+            continue;
+        }
         let top_end = stack.last().map_or(we, |t| t.end_ns);
         if e > top_end {
             e = top_end;
@@ -424,7 +433,7 @@ fn phases(
         spans.push(PhaseSpan { phase: p, own_ns: 0 });
         at = Some(spans.len() - 1);
     }
-    let nested: u64 = node.children.iter().map(Node::dur_ns).sum();
+    let nested = node.children.iter().fold(0u64, |a, c| a.saturating_add(c.dur_ns()));
     let own = node.dur_ns().saturating_sub(nested);
     let phase = current(spans, at).unwrap_or(OTHER);
     acc[phase] = acc[phase].saturating_add(own);
@@ -612,14 +621,14 @@ fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
 impl Requests {
     /// One row per phase, in [`PHASES`] order.
     pub fn phase_rows(&self) -> Vec<PhaseRow> {
-        let total: u64 = self.requests.iter().map(|r| r.dur_ns).sum();
+        let total = self.requests.iter().fold(0u64, |a, r| a.saturating_add(r.dur_ns));
         PHASES
             .iter()
             .enumerate()
             .map(|(p, name)| {
                 let mut per: Vec<u64> = self.requests.iter().map(|r| r.phase_ns[p]).filter(|&t| t > 0).collect();
                 per.sort_unstable();
-                let wall: u64 = per.iter().sum();
+                let wall = per.iter().fold(0u64, |a, &t| a.saturating_add(t));
                 PhaseRow {
                     phase: name.to_string(),
                     wall_ns: wall,
@@ -643,10 +652,10 @@ impl Requests {
             .map(|(kind, reqs)| {
                 let mut durs: Vec<u64> = reqs.iter().map(|r| r.dur_ns).collect();
                 durs.sort_unstable();
-                let total: u64 = durs.iter().sum();
+                let total = durs.iter().fold(0u64, |a, &d| a.saturating_add(d));
                 let mut phase_share = [0.0; 6];
                 for (p, share) in phase_share.iter_mut().enumerate() {
-                    let t: u64 = reqs.iter().map(|r| r.phase_ns[p]).sum();
+                    let t = reqs.iter().fold(0u64, |a, r| a.saturating_add(r.phase_ns[p]));
                     *share = if total > 0 { t as f64 / total as f64 } else { 0.0 };
                 }
                 KindRow {
@@ -697,4 +706,4 @@ pub fn label(trace: &Trace, req: &Request, node: &Node) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -92,3 +92,41 @@ fn event(trace: &Trace, req: &Request, node: &requests::Node, pid: u32, tid: usi
         "ts": us(node.start_ns), "dur": us(node.dur_ns()), "args": args,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requests::{
+        stitch,
+        tests::{create, trace},
+    };
+
+    #[test]
+    fn one_row_per_request_with_its_spans_nested() {
+        let mut calls = create(10, 1000, "/registry/configmaps/ns/a");
+        calls.extend(create(20, 1500, "/registry/configmaps/ns/b"));
+        let t = trace(calls);
+        let doc = chrome_trace(&t, &stitch(&t));
+        let events = doc["traceEvents"].as_array().unwrap();
+        let x: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+        let requests: Vec<&&Value> = x.iter().filter(|e| e["cat"] == "request").collect();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0]["name"], "POST /api/v1/namespaces/ns/configmaps");
+        assert_ne!(requests[0]["tid"], requests[1]["tid"]);
+        for r in &requests {
+            let on_row: Vec<&&Value> = x.iter().filter(|e| e["tid"] == r["tid"]).collect();
+            // The request, 7 calls and 5 phase spans.
+            assert_eq!(on_row.len(), 1 + 7 + 5);
+            let (rs, rd) = (r["ts"].as_f64().unwrap(), r["dur"].as_f64().unwrap());
+            for e in on_row {
+                let (s, d) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+                assert!(s >= rs && s + d <= rs + rd, "{e} outside {r}");
+            }
+        }
+        let storage = x.iter().find(|e| e["cat"] == "call" && e["name"] == "etcd3.(*store).Create").unwrap();
+        assert_eq!(storage["args"]["key"], "/registry/configmaps/ns/a");
+        // µs with ns decimals: the create at 1000 ns starts at 1.0 µs.
+        assert_eq!(requests[0]["ts"], 1.0);
+        assert_eq!(requests[0]["args"]["phases"]["storage_ns"], 20);
+    }
+}

@@ -347,7 +347,7 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         let timed = s.and_then(|s| s.sampled_fraction);
         // Under the overhead budget only some calls were timed: the wall
         // time of all calls is their mean times the exact count.
-        let timed_calls: u64 = s.map(|s| s.histogram.iter().map(|b| b.count).sum()).unwrap_or(0);
+        let timed_calls: u64 = s.map(|s| s.histogram.iter().fold(0u64, |a, b| a.saturating_add(b.count))).unwrap_or(0);
         let wall = match (lat, timed) {
             (Some(l), Some(f)) if f < 1.0 && timed_calls > 0 => {
                 Some((l.sum as f64 / timed_calls as f64 * calls as f64) as u64)
@@ -442,12 +442,12 @@ fn group_rows(
                 name: p.to_string(),
                 groups: vec![],
                 row: None,
-                calls: listed(p).map(|f| f.calls).sum(),
-                errors: listed(p).filter_map(|f| f.errors).reduce(|a, b| a + b),
+                calls: listed(p).fold(0u64, |a, f| a.saturating_add(f.calls)),
+                errors: listed(p).filter_map(|f| f.errors).reduce(|a, b| a.saturating_add(b)),
                 p50_ns: None,
                 p99_ns: None,
                 max_ns: None,
-                wall_ns: listed(p).filter_map(|f| f.wall_ns).reduce(|a, b| a + b),
+                wall_ns: listed(p).filter_map(|f| f.wall_ns).reduce(|a, b| a.saturating_add(b)),
                 cpu_ns: None,
                 off_cpu_share: None,
                 timed: None,
@@ -472,7 +472,7 @@ fn group_rows(
             groups: vec![],
             row: None,
             calls: x.entries[p],
-            errors: listed(name).filter_map(|f| f.errors).reduce(|a, b| a + b),
+            errors: listed(name).filter_map(|f| f.errors).reduce(|a, b| a.saturating_add(b)),
             p50_ns: quantile(&own, 0.5),
             p99_ns: quantile(&own, 0.99),
             max_ns: own.last().copied(),

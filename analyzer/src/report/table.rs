@@ -159,7 +159,8 @@ pub fn waterfall(w: &Waterfall) -> String {
     let _ = writeln!(out, "{}  {}  [{}]", w.title, duration(w.dur_ns), split.join(", "));
     let scale = |ns: u64| if w.dur_ns == 0 { 0 } else { (ns as u128 * BAR as u128 / w.dur_ns as u128) as usize };
     // Phases always; calls when they take at least 1 % of the request.
-    let shown: Vec<_> = w.spans.iter().filter(|s| s.cat != "call" || s.dur_ns * 100 >= w.dur_ns).collect();
+    let shown: Vec<_> =
+        w.spans.iter().filter(|s| s.cat != "call" || s.dur_ns.saturating_mul(100) >= w.dur_ns).collect();
     let hidden = w.spans.len() - shown.len().min(MAX_SPANS);
     for s in shown.into_iter().take(MAX_SPANS) {
         let from = scale(s.offset_ns).min(BAR - 1);

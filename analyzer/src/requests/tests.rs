@@ -71,7 +71,7 @@ fn root(goid: u64, start_ns: u64, dur_ns: u64, method: &str, path: &str) -> Call
 
 /// One create at `t` on connection goroutine `conn`, its timeout goroutine
 /// `conn+1` and finisher goroutine `conn+2`: 100 µs in all.
-fn create(conn: u64, t: u64, key: &str) -> Vec<Call> {
+pub(crate) fn create(conn: u64, t: u64, key: &str) -> Vec<Call> {
     let (timeout, finisher) = (conn + 1, conn + 2);
     let mut storage = call(STORAGE, finisher, timeout, t + 60, 20);
     storage.args.insert("key".into(), ArgValue::Str(key.into()));
@@ -88,7 +88,7 @@ fn create(conn: u64, t: u64, key: &str) -> Vec<Call> {
     ]
 }
 
-fn trace(calls: Vec<Call>) -> Trace {
+pub(crate) fn trace(calls: Vec<Call>) -> Trace {
     Trace { header: Some(header()), calls, functions: vec![], profiles: vec![], end: None }
 }
 
@@ -250,4 +250,18 @@ fn exclusive_time_counts_nested_time_once() {
     // Phase entries: authn, authz, admission, registry, storage in the
     // request; registry and storage in the background tree.
     assert_eq!(x.entries, [1, 1, 1, 2, 2, 0]);
+}
+
+#[test]
+fn a_hostile_nest_of_calls_is_cut_not_recursed_into() {
+    // 100 000 calls each inside the previous one, on one goroutine.
+    let mut calls = vec![root(10, 0, 1_000_000, "GET", "/healthz")];
+    calls.extend((0..100_000u64).map(|i| call(STORAGE, 10, 1, i + 1, 1_000_000 - 2 * (i + 1))));
+    let t = trace(calls);
+    let r = stitch(&t);
+    let depth = r.requests[0].tree.walk().into_iter().map(|(d, _)| d).max().unwrap();
+    assert!(depth <= MAX_TREE_DEPTH + 1, "depth {depth}");
+    assert!(r.cut >= 100_000 - MAX_TREE_DEPTH);
+    let x = exclusive(&t, &r);
+    assert_eq!(x.own_ns.iter().sum::<u64>(), 1_000_000);
 }
