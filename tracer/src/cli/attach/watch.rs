@@ -281,7 +281,13 @@ impl<'a> Loop<'a> {
         let tracked: Vec<usize> = (0..self.traced.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
         // Every call of a function hits one of its RETs.
         let costs: Vec<f64> = tracked.iter().map(|&i| rates.entries[i] * cost.single_stepped_ns).collect();
-        let pinned: Vec<bool> = tracked.iter().map(|&i| self.captures[i].filter).collect();
+        // Pinned: the --filter anchors, and the request roots and the
+        // closures that tie a request's goroutines together (one call each
+        // per request: a request without them cannot be rebuilt at all).
+        let pinned: Vec<bool> = tracked
+            .iter()
+            .map(|&i| self.captures[i].filter || self.traced[i].groups.iter().any(|g| g == "request"))
+            .collect();
         let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
         for (k, &i) in tracked.iter().enumerate() {
             self.shares[i] = shares[k];
