@@ -236,6 +236,28 @@ pub fn stitch(trace: &Trace) -> Requests {
         out.outside = trace.calls.len();
         return out;
     }
+    let rotated: Vec<&str> = trace
+        .functions
+        .iter()
+        .filter(|f| f.sampled_fraction.is_some_and(|x| x < 1.0) && f.calls > 0)
+        .filter_map(|f| header.functions.get(f.func as usize))
+        .map(|f| crate::symbol::without_package_path(&f.symbol))
+        .collect();
+    if !rotated.is_empty() {
+        out.notes.push(format!(
+            "{} functions were timed only part of the time (overhead budget; see TIMED): requests miss their untimed calls, whose time goes to the phase around them: {}",
+            rotated.len(),
+            rotated.join(", ")
+        ));
+    }
+    if let Some(end) = &trace.end
+        && end.sampled_out + end.dropped_events > 0
+    {
+        out.notes.push(format!(
+            "{} call records were sampled out or dropped under load: requests miss those calls",
+            end.sampled_out.saturating_add(end.dropped_events)
+        ));
+    }
     // Goroutine → its parent, from every record that knows both.
     let mut parent: HashMap<u64, u64> = HashMap::new();
     let mut no_goid = 0usize;
