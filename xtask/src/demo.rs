@@ -3,10 +3,12 @@
 //! apiserver-shaped target instead, which starts in a second). It sets up,
 //! builds ktrace and the targets, starts a real etcd and the apiserver on
 //! loopback, drives create/get/update/delete traffic as an ordinary RBAC
-//! user, and traces the storage, authn, authz and admission presets while
-//! it runs (a live table on a terminal), keeping every call and the CPU
-//! profile of the same window in a trace file, then renders the merged
-//! wall-vs-CPU report and its flamegraphs.
+//! user, and traces the request path while it runs (a live table on a
+//! terminal): on kube-apiserver every request from its outermost handler to
+//! etcd, on the bundled target the storage, authn, authz and admission
+//! presets. It keeps every call and the CPU profile of the same window in a
+//! trace file, then renders the merged wall-vs-CPU report and its
+//! flamegraphs, and on kube-apiserver the request timeline.
 
 use std::{
     path::{Path, PathBuf},
@@ -23,7 +25,11 @@ use testkit::{Apiserver, Etcd, KubeApiserver, KubeVariant, LoadReport, LoadSpec,
 
 use crate::{cargo, gotargets, kube, run as exec, setup};
 
+/// What the demo traces on the bundled target.
 const FUNCS: &str = "storage,authn,authz,admission";
+/// On the real kube-apiserver: the same, plus the request roots (each API
+/// request is rebuilt across its goroutines) and the registry.
+const KUBE_FUNCS: &str = "request,authn,authz,admission,registry,storage";
 const DURATION: &str = "8s";
 
 /// The server the demo traces.
@@ -111,8 +117,9 @@ pub fn run(root: &Path, bundled: bool) -> Result<()> {
     let out_dir = root.join("target/demo");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let trace = out_dir.join("demo.trace");
+    let funcs = if bundled { FUNCS } else { KUBE_FUNCS };
     eprintln!(
-        "demo: ktrace attach --pid {} --funcs {FUNCS} --args --stacks --output {} --duration {DURATION} \\\n      --pprof {}/debug/pprof/profile --kubeconfig {}",
+        "demo: ktrace attach --pid {} --funcs {funcs} --args --stacks --output {} --duration {DURATION} \\\n      --pprof {}/debug/pprof/profile --kubeconfig {}",
         apiserver.pid(),
         trace.display(),
         apiserver.url(),
@@ -124,7 +131,7 @@ pub fn run(root: &Path, bundled: bool) -> Result<()> {
         "--pid",
         &apiserver.pid().to_string(),
         "--funcs",
-        FUNCS,
+        funcs,
         "--args",
         "--stacks",
         "--output",
@@ -153,9 +160,21 @@ pub fn run(root: &Path, bundled: bool) -> Result<()> {
         "--output",
         report.to_str().context("non-UTF-8 path")?,
     ]))?;
+    let timeline = out_dir.join("requests.json");
+    if !bundled {
+        eprintln!("demo: ktrace flame --trace {} --output {}", trace.display(), timeline.display());
+        exec(Command::new(&ktrace).args([
+            "flame",
+            "--trace",
+            trace.to_str().context("non-UTF-8 path")?,
+            "--output",
+            timeline.to_str().context("non-UTF-8 path")?,
+        ]))?;
+    }
     eprintln!("demo: trace file (every call with its etcd key and caller stack): {}", trace.display());
     eprintln!("demo: merged wall-vs-CPU report (open in a browser): {}", report.display());
     for (what, name) in [
+        ("each request as a timeline (ui.perfetto.dev, chrome://tracing)", "requests.json"),
         ("report as JSON", "report.json"),
         ("latency flamegraph", "report-latency.svg"),
         ("CPU flamegraph", "report-cpu.svg"),
