@@ -82,7 +82,7 @@ fn every_file_flame_writes_is_private() {
         (&["--trace", t], "old.svg"),
         (&["--trace", t], "latency.folded"),
         (&["--trace", t], "latency.pb.gz"),
-        (&["--trace", t], "report.json"),
+        (&["--trace", t, "--format", "json"], "report.json"),
         (&["--trace", t, "--pprof", &cpu], "merged.html"),
         (&["--pprof", &cpu], "copy.pb.gz"),
     ];
