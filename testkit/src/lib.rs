@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod apiserver;
+mod container;
 mod etcd;
 pub mod kube;
 mod process;
@@ -23,6 +24,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 pub use apiserver::Apiserver;
+pub use container::Rootfs;
 pub use etcd::Etcd;
 pub use kube::{KubeApiserver, KubeVariant, User};
 pub use prometheus::Prometheus;
