@@ -136,8 +136,11 @@ fn the_daemonsets_capabilities_are_enough() {
     let rootfs = Rootfs::new().unwrap();
     let api = Apiserver::start_in_container(Variant::Optimized, &etcd, &rootfs, &inside).expect("start the target");
     let pid = api.pid().to_string();
-    // Root's capabilities after exec are the bounding set.
-    let setpriv = |caps: &str| ["setpriv".to_string(), "--bounding-set".into(), format!("-all,{caps}"), "--".into()];
+    // Root's capabilities after exec are the bounding set; no_new_privs as
+    // allowPrivilegeEscalation: false sets it.
+    let setpriv = |caps: &str| {
+        ["setpriv".to_string(), "--no-new-privs".into(), "--bounding-set".into(), format!("-all,{caps}"), "--".into()]
+    };
 
     let without = setpriv("+bpf,+perfmon");
     let out = Command::new(&without[0])
