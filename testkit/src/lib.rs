@@ -141,7 +141,7 @@ pub struct LoadReport {
 /// Runs the Go target's `load` mode with `kubeconfig`. Fails if any request
 /// had an unexpected outcome (the error quotes the report and the client's
 /// stderr).
-pub(crate) fn run_load(client: &Path, kubeconfig: &Path, spec: &LoadSpec) -> Result<LoadReport> {
+pub fn run_load(client: &Path, kubeconfig: &Path, spec: &LoadSpec) -> Result<LoadReport> {
     let namespace = if spec.namespace.is_empty() { "default" } else { spec.namespace.as_str() };
     let mut cmd = Command::new(client);
     cmd.arg("load").arg("--kubeconfig").arg(kubeconfig).args(["--namespace", namespace]);
