@@ -140,7 +140,7 @@ pub fn open(pid: u32) -> Result<(Binary, Option<String>), TargetError> {
     let below_root = path.is_absolute().then(|| PathBuf::from(format!("/proc/{pid}/root{}", path.display())));
     let fallback = match below_root {
         None => Some(format!("{} is not a path in its mount namespace", path.display())),
-        Some(_) if deleted => Some(format!("{} was deleted since it started", path.display())),
+        Some(_) if deleted => Some(format!("{} was deleted or replaced since it started", path.display())),
         Some(ref p) => match File::open(p) {
             Ok(f) => match f.metadata() {
                 Ok(m) if (m.dev(), m.ino()) == running => {

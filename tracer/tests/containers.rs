@@ -171,3 +171,71 @@ fn the_daemonsets_capabilities_are_enough() {
     let (summary, _) = trace.finish();
     assert_eq!(calls(&summary, &create), u64::from(spec.creates), "{summary:#?}");
 }
+
+/// An upgrade replaced the file at the process's path (a rename over it)
+/// while the old process runs: that path now holds another build, and the
+/// kernel marks the running file deleted, so ktrace says so and reads it
+/// through /proc/PID/exe; counts exact.
+#[test]
+fn a_binary_replaced_since_start_is_read_through_exe() {
+    require_bpf();
+    let inside = inside_path("replaced");
+    let etcd = Etcd::start().expect("start etcd");
+    let rootfs = Rootfs::new().unwrap();
+    let api = Apiserver::start_in_container(Variant::Optimized, &etcd, &rootfs, &inside).expect("start the target");
+    let installed = rootfs.host_path(&inside);
+    let next = installed.with_extension("new");
+    std::fs::copy(target_binary(Variant::Debug).unwrap(), &next).unwrap();
+    std::fs::rename(&next, &installed).unwrap();
+
+    let pid = api.pid();
+    let create = format!("{STORE}.Create");
+    let dir = tempfile::tempdir().unwrap();
+    let trace_file = dir.path().join("replaced.trace");
+    let trace = Trace::start(pid, &create, &["--output", trace_file.to_str().unwrap()]);
+    assert!(
+        trace
+            .before
+            .iter()
+            .any(|l| l.contains("deleted or replaced since it started") && l.contains(&format!("/proc/{pid}/exe"))),
+        "{:?}",
+        trace.before
+    );
+    let spec = LoadSpec {
+        namespace: "container-replaced".into(),
+        creates: 8,
+        gets: 0,
+        updates: 0,
+        deletes: 0,
+        missing_gets: 0,
+        concurrency: 2,
+    };
+    assert_eq!(api.load(&spec).expect("drive load").errors, 0);
+    let (summary, _) = trace.finish();
+    assert_eq!(calls(&summary, &create), u64::from(spec.creates), "{summary:#?}");
+    let text = std::fs::read_to_string(&trace_file).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["binary"], format!("/proc/{pid}/exe"), "{header}");
+    let own = Binary::open(&target_binary(Variant::Optimized).unwrap()).unwrap().build_id().unwrap();
+    assert_eq!(header["build_id"], own.as_str(), "{header}");
+}
+
+/// The check after attach: a binary that is not the file the process runs
+/// (as if it had exec'd another program meanwhile) is refused, naming both
+/// build IDs; the file `target::open` read passes.
+#[test]
+fn a_process_running_another_file_is_refused_after_attach() {
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/gotargets/bench/ktrace-bench");
+    let mut child = Command::new(&bench).stdout(std::process::Stdio::null()).spawn().expect("run ktrace-bench");
+    let pid = child.id();
+    let (read, note) = tracer::target::open(pid).unwrap();
+    assert_eq!(note, None);
+    assert_eq!(read.path(), Path::new(&format!("/proc/{pid}/root{}", bench.canonicalize().unwrap().display())));
+    tracer::target::check_runs(pid, &read).unwrap();
+    let other = Binary::open(&target_binary(Variant::Optimized).unwrap()).unwrap();
+    let err = tracer::target::check_runs(pid, &other).unwrap_err().to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(err.contains("started another program") && err.contains(&read.build_id().unwrap()), "{err}");
+    assert!(err.contains(&other.build_id().unwrap()), "{err}");
+}
