@@ -158,6 +158,7 @@ fn the_daemonsets_capabilities_are_enough() {
     let with: Vec<&str> = with.iter().map(String::as_str).collect();
     let create = format!("{STORE}.Create");
     let trace = Trace::start_under(&with, api.pid(), &create, &["--count-only", "--links", "multi"]);
+    let trace_before = trace.before.clone();
     let spec = LoadSpec {
         namespace: "container-caps".into(),
         creates: 9,
@@ -168,8 +169,13 @@ fn the_daemonsets_capabilities_are_enough() {
         concurrency: 2,
     };
     assert_eq!(api.load(&spec).expect("drive load").errors, 0);
-    let (summary, _) = trace.finish();
+    let (summary, after) = trace.finish();
     assert_eq!(calls(&summary, &create), u64::from(spec.creates), "{summary:#?}");
+    // The per-hit cost, which the overhead budget needs, is measured through
+    // a uprobe_multi link when perf_event uprobes are not allowed.
+    let said = [trace_before, after].concat();
+    assert!(said.iter().any(|l| l.contains("per-hit cost on this host")), "{said:?}");
+    assert!(!said.iter().any(|l| l.contains("cannot measure")), "{said:?}");
 }
 
 /// An upgrade replaced the file at the process's path (a rename over it)
