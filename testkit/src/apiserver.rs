@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use crate::process::{Supervised, probe_status, tail, terminate};
-use crate::{Etcd, LoadReport, LoadSpec, Variant, target_binary};
+use crate::{Etcd, LoadReport, LoadSpec, Rootfs, Variant, target_binary};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -38,11 +38,31 @@ impl Apiserver {
         let dir =
             tempfile::Builder::new().prefix("ktrace-apiserver-").tempdir().context("creating apiserver tempdir")?;
         let data = dir.path().join("data");
+        let mut cmd = Command::new(&binary);
+        cmd.arg("serve").args(["--etcd-servers", etcd.client_url(), "--bind", "127.0.0.1:0", "--data-dir"]).arg(&data);
+        Self::launch(v, cmd, binary, data, dir)
+    }
+
+    /// Like [`Apiserver::start`], but in a container: a copy of the binary
+    /// at `inside` (an absolute path) in `rootfs`, run in a mount namespace
+    /// whose root is `rootfs`, with its data directory at `/data` there.
+    /// Its network is the host's, so it reaches `etcd` on loopback, and
+    /// [`Apiserver::load`] and [`Apiserver::probe`] run the host's copy.
+    pub fn start_in_container(v: Variant, etcd: &Etcd, rootfs: &Rootfs, inside: &str) -> Result<Apiserver> {
+        let binary = target_binary(v)?;
+        rootfs.install(&binary, inside)?;
+        let dir =
+            tempfile::Builder::new().prefix("ktrace-apiserver-").tempdir().context("creating apiserver tempdir")?;
+        let mut cmd = rootfs.command(inside)?;
+        cmd.arg("serve").args(["--etcd-servers", etcd.client_url(), "--bind", "127.0.0.1:0", "--data-dir", "/data"]);
+        Self::launch(v, cmd, binary, rootfs.host_path("/data"), dir)
+    }
+
+    /// Runs `cmd` (the server), with `data` its data directory as the host
+    /// sees it, and waits for its READY line.
+    fn launch(v: Variant, mut cmd: Command, binary: PathBuf, data: PathBuf, dir: TempDir) -> Result<Apiserver> {
         let stderr_log = dir.path().join("stderr.log");
-        let mut child = Command::new(&binary)
-            .arg("serve")
-            .args(["--etcd-servers", etcd.client_url(), "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_log).context("creating apiserver stderr log")?)

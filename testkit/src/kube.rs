@@ -308,6 +308,22 @@ impl KubeApiserver {
         probe_status(&mut cmd, method, path)
     }
 
+    /// Like [`KubeApiserver::probe`], and also returns the response body,
+    /// for what the server said (a created object, or why it refused).
+    pub fn request(&self, user: User, method: &str, path: &str, body: Option<&Path>) -> Result<(u16, String)> {
+        let output = self.dir.path().join(format!("response-{}.json", random_hex(8)?));
+        let mut cmd = Command::new(&self.client);
+        cmd.arg("probe").arg("--kubeconfig").arg(self.kubeconfig(user)).args(["--method", method, "--path", path]);
+        cmd.arg("--output").arg(&output);
+        if let Some(body) = body {
+            cmd.arg("--body").arg(body);
+        }
+        let status = probe_status(&mut cmd, method, path)?;
+        let text = fs::read_to_string(&output).with_context(|| format!("reading the response to {method} {path}"))?;
+        let _ = fs::remove_file(&output);
+        Ok((status, text))
+    }
+
     /// True while the server has not exited.
     pub fn is_alive(&self) -> bool {
         self.child.is_alive()

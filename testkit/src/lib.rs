@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod apiserver;
+mod container;
 mod etcd;
 pub mod kube;
 mod process;
@@ -23,6 +24,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 pub use apiserver::Apiserver;
+pub use container::Rootfs;
 pub use etcd::Etcd;
 pub use kube::{KubeApiserver, KubeVariant, User};
 pub use prometheus::Prometheus;
@@ -139,7 +141,7 @@ pub struct LoadReport {
 /// Runs the Go target's `load` mode with `kubeconfig`. Fails if any request
 /// had an unexpected outcome (the error quotes the report and the client's
 /// stderr).
-pub(crate) fn run_load(client: &Path, kubeconfig: &Path, spec: &LoadSpec) -> Result<LoadReport> {
+pub fn run_load(client: &Path, kubeconfig: &Path, spec: &LoadSpec) -> Result<LoadReport> {
     let namespace = if spec.namespace.is_empty() { "default" } else { spec.namespace.as_str() };
     let mut cmd = Command::new(client);
     cmd.arg("load").arg("--kubeconfig").arg(kubeconfig).args(["--namespace", namespace]);

@@ -13,6 +13,9 @@ pub enum Error {
     /// The process lacks privileges or the kernel lacks a feature.
     #[error(transparent)]
     Privileges(#[from] crate::attach::privileges::Missing),
+    /// The file a `--pid` process runs could not be found or trusted.
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
     /// Reading the binary failed.
     #[error(transparent)]
     Resolve(#[from] crate::resolve::ResolveError),
@@ -70,6 +73,9 @@ impl Error {
             | Error::Spec(_)
             | Error::Plan(crate::plan::PlanError::UnsupportedArch(_)) => ExitCode::from(3),
             Error::Privileges(_) => ExitCode::from(4),
+            Error::Target(e) if e.is_access() => ExitCode::from(4),
+            Error::Target(crate::target::TargetError::Io { .. }) => ExitCode::from(1),
+            Error::Target(_) => ExitCode::from(3),
             Error::Plan(_) | Error::Attach(_) | Error::Write { .. } | Error::Serve { .. } | Error::Io(_) => {
                 ExitCode::from(1)
             }

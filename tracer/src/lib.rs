@@ -15,5 +15,6 @@ pub mod procfs;
 pub mod resolve;
 pub mod session;
 pub mod spec;
+pub mod target;
 
 pub use cli::run;

@@ -35,6 +35,14 @@ fn wrong_pid() {
     assert_one_line_error(&out, 3, "no process with PID 999999999");
 }
 
+/// A process with no executable file: PID 2, the kernel's kthreadd.
+#[test]
+fn kernel_thread() {
+    assert_eq!(std::fs::read_to_string("/proc/2/comm").unwrap().trim(), "kthreadd");
+    let out = ktrace(&["funcs", "--pid", "2", "--funcs", "main.main"]);
+    assert_one_line_error(&out, 3, "PID 2 runs no executable file");
+}
+
 #[test]
 fn not_an_elf_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use std::{hint::black_box, num::NonZeroU32, path::Path, time::Instant};
 
 #[cfg(target_arch = "x86_64")]
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::PerCpuArray,
     programs::{
         UProbe,
@@ -24,7 +24,7 @@ use tracer_common::{Cookie, FuncCounters, SiteKind};
 
 use super::AttachError;
 #[cfg(target_arch = "x86_64")]
-use super::{EBPF_OBJECT, PROGRAM, map_err};
+use super::{EBPF_OBJECT, PROGRAM, map_err, multi::MultiProgram};
 
 /// Why the cost could not be measured.
 #[derive(Debug, thiserror::Error)]
@@ -90,21 +90,78 @@ pub fn measure() -> Result<HitCost, CalibrateError> {
 /// Measures both costs; takes about a tenth of a second.
 #[cfg(target_arch = "x86_64")]
 pub fn measure() -> Result<HitCost, CalibrateError> {
-    const CALLS: u64 = 4000;
     let addr = ktrace_calibration_target as *const () as u64;
     let maps = crate::procfs::self_maps().map_err(|_| CalibrateError::OwnCodeNotMapped)?;
     let offset = maps.iter().find_map(|m| m.file_offset(addr)).ok_or(CalibrateError::OwnCodeNotMapped)?;
     let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(AttachError::from)?;
+    let me = NonZeroU32::new(std::process::id()).ok_or(AttachError::ZeroPid)?;
+    let cookie = Cookie { func_id: 0, kind: SiteKind::Entry, guard_mask: 0, guard_taken_if_any: false }.encode();
+    let baseline = (0..3).map(|_| run(CALLS)).fold(f64::MAX, f64::min);
+    let per_hit = if perf_uprobes_allowed() {
+        perf_per_hit(&mut ebpf, offset, cookie, me, baseline)?
+    } else {
+        multi_per_hit(&ebpf, offset, cookie, me, baseline)?
+    };
+    let counters: PerCpuArray<_, FuncCounters> = super::open(&ebpf, "COUNTERS")?;
+    let hits: u64 = counters.get(&0, 0).map_err(map_err("COUNTERS"))?.iter().map(|c| c.calls).sum();
+    if hits != 6 * CALLS {
+        return Err(AttachError::Missing("calibration hits (the probe did not fire on every call)").into());
+    }
+    Ok(HitCost { emulated_ns: per_hit[0], single_stepped_ns: per_hit[1] })
+}
+
+/// Calls of the calibration target per measurement.
+#[cfg(target_arch = "x86_64")]
+const CALLS: u64 = 4000;
+
+/// Whether this process may create perf_event uprobes: since the 2025
+/// kernel change "perf: Require CAP_SYS_ADMIN for uprobes" (also in stable
+/// kernels), CAP_PERFMON is not enough. A process with CAP_BPF and
+/// CAP_PERFMON only (deploy/daemonset.yaml) measures through a uprobe_multi
+/// link instead, the kind `attach` uses on such kernels anyway.
+#[cfg(target_arch = "x86_64")]
+fn perf_uprobes_allowed() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    tracer_common::caps::effective(&status).is_some_and(|caps| caps & (1 << tracer_common::caps::CAP_SYS_ADMIN) != 0)
+}
+
+/// The per-hit costs of the two sites, each probed alone through a
+/// uprobe_multi link for the timed calls.
+#[cfg(target_arch = "x86_64")]
+fn multi_per_hit(
+    ebpf: &Ebpf,
+    offset: u64,
+    cookie: u64,
+    me: NonZeroU32,
+    baseline: f64,
+) -> Result<[f64; 2], AttachError> {
+    let multi = MultiProgram::load(ebpf, EBPF_OBJECT, PROGRAM)?;
+    let mut per_hit = [0.0; 2];
+    for (i, site) in [offset, offset + JMP_LEN].into_iter().enumerate() {
+        let link = multi.attach(Path::new("/proc/self/exe"), Some(me.get()), &[(site, cookie)])?;
+        let traced = (0..3).map(|_| run(CALLS)).fold(f64::MAX, f64::min);
+        drop(link);
+        per_hit[i] = ((traced - baseline) / CALLS as f64).max(0.0);
+    }
+    Ok(per_hit)
+}
+
+/// The per-hit costs of the two sites, each probed alone through a
+/// perf_event uprobe for the timed calls.
+#[cfg(target_arch = "x86_64")]
+fn perf_per_hit(
+    ebpf: &mut Ebpf,
+    offset: u64,
+    cookie: u64,
+    me: NonZeroU32,
+    baseline: f64,
+) -> Result<[f64; 2], AttachError> {
     let program: &mut UProbe = ebpf
         .program_mut(PROGRAM)
         .ok_or(AttachError::Missing("uprobe program"))?
         .try_into()
         .map_err(|source| AttachError::Program { what: "program type".into(), source })?;
     program.load().map_err(|source| AttachError::Program { what: "loading the uprobe program".into(), source })?;
-    let me = NonZeroU32::new(std::process::id()).ok_or(AttachError::ZeroPid)?;
-    let cookie = Cookie { func_id: 0, kind: SiteKind::Entry, guard_mask: 0, guard_taken_if_any: false }.encode();
-
-    let baseline = (0..3).map(|_| run(CALLS)).fold(f64::MAX, f64::min);
     let mut per_hit = [0.0; 2];
     for (i, site) in [offset, offset + JMP_LEN].into_iter().enumerate() {
         let point = UProbeAttachPoint { location: UProbeAttachLocation::AbsoluteOffset(site), cookie: Some(cookie) };
@@ -115,10 +172,5 @@ pub fn measure() -> Result<HitCost, CalibrateError> {
         program.detach(link).map_err(|source| AttachError::Program { what: "detaching".into(), source })?;
         per_hit[i] = ((traced - baseline) / CALLS as f64).max(0.0);
     }
-    let counters: PerCpuArray<_, FuncCounters> = super::open(&ebpf, "COUNTERS")?;
-    let hits: u64 = counters.get(&0, 0).map_err(map_err("COUNTERS"))?.iter().map(|c| c.calls).sum();
-    if hits != 6 * CALLS {
-        return Err(AttachError::Missing("calibration hits (the probe did not fire on every call)").into());
-    }
-    Ok(HitCost { emulated_ns: per_hit[0], single_stepped_ns: per_hit[1] })
+    Ok(per_hit)
 }

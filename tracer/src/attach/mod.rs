@@ -1,5 +1,6 @@
 //! Attach: load the embedded eBPF object, place uprobes on every planned site
-//! (entry, each RET, `runtime.goexit1`) of `/proc/PID/exe` scoped to that PID,
+//! (entry, each RET, `runtime.goexit1`) of the file read (the process's own,
+//! see `crate::target`) scoped to that PID,
 //! and read the kernel's counters, histograms and call events back.
 //!
 //! Probes are perf-event links owned by file descriptors of this process, so
@@ -283,10 +284,10 @@ impl Session {
     /// function `i`'s plan and what the kernel records for it. `goexit` is the plan of
     /// `runtime.goexit1`, where abandoned in-flight calls are discarded.
     ///
-    /// With a PID, probes go on `/proc/PID/exe` and fire for that process
-    /// only; without one, on `binary`'s file for every process running it.
-    /// Either way the file offsets come from `binary`, which must be the file
-    /// the process runs.
+    /// Probes go on `binary`'s own file (the descriptor it was read from)
+    /// and fire for process `pid` only, or for every process running the
+    /// file. With a PID, `binary` must be the file the process runs
+    /// (`crate::target::open`).
     pub fn attach(
         pid: Option<u32>,
         binary: &Binary,
@@ -298,13 +299,12 @@ impl Session {
         if sites.len() > MAX_FUNCS as usize {
             return Err(AttachError::TooManyFunctions(sites.len()));
         }
-        let target = match pid {
-            Some(pid) => {
-                NonZeroU32::new(pid).ok_or(AttachError::ZeroPid)?;
-                PathBuf::from(format!("/proc/{pid}/exe"))
-            }
-            None => binary.path().to_path_buf(),
-        };
+        if pid == Some(0) {
+            return Err(AttachError::ZeroPid);
+        }
+        // The descriptor that was read: the probes land on the file whose
+        // offsets were planned, even if the process has exec'd since.
+        let target = binary.probe_path();
         let mut ebpf = load_object(sites, options)?;
         let program_name = if options.bare { BARE_PROGRAM } else { PROGRAM };
         let multi = match options.links {

@@ -229,6 +229,9 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     };
     let pid = args.target.pid;
     let mut session = Session::attach(pid, binary, &setup.sites(), setup.goexit.as_ref(), &options)?;
+    if let Some(pid) = pid {
+        crate::target::check_runs(pid, binary)?;
+    }
     binary.release_pages();
     let started = Instant::now();
     announce(args, &session, &setup, binary, cost, filter.as_ref());

@@ -50,7 +50,7 @@ enum Command {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct TargetArgs {
-    /// PID of the running Go process (its /proc/PID/exe is read, so containers work)
+    /// PID of the running Go process (the file it runs is read through /proc/PID/root, so containers work)
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
     /// Path to a Go binary (attach: every process running it)
@@ -59,17 +59,30 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    /// The file to read symbols from.
+    /// The file to read symbols from, as the user named it: for `--pid`,
+    /// `/proc/PID/exe` (what [`TargetArgs::open`] reads is checked to be
+    /// that file).
     fn path(&self) -> Result<PathBuf, Error> {
         match (self.pid, &self.binary) {
-            (Some(pid), _) => {
-                if pid == 0 || !PathBuf::from(format!("/proc/{pid}")).exists() {
-                    return Err(Error::Input(format!("no process with PID {pid}")));
-                }
-                Ok(PathBuf::from(format!("/proc/{pid}/exe")))
-            }
+            (Some(pid), _) => Ok(PathBuf::from(format!("/proc/{pid}/exe"))),
             (None, Some(path)) => Ok(path.clone()),
             (None, None) => Err(Error::Input("give --pid or --binary".into())),
+        }
+    }
+
+    /// Opens the binary: `--binary`'s file, or the file the `--pid`
+    /// process runs, reached through its own root directory and checked
+    /// by inode and build ID (see [`crate::target`]), never a host path.
+    fn open(&self) -> Result<Binary, Error> {
+        match (self.pid, &self.binary) {
+            (Some(pid), _) => {
+                let (binary, note) = crate::target::open(pid)?;
+                if let Some(note) = note {
+                    eprintln!("ktrace: note: {note}");
+                }
+                Ok(binary)
+            }
+            _ => Ok(Binary::open(&self.path()?)?),
         }
     }
 
@@ -81,7 +94,7 @@ impl TargetArgs {
     /// hold the same code for every probed function). The binary's own
     /// DWARF is not read here; see [`Planned::types`].
     fn plan_all(&self, spec: &str, symbols: Option<&Path>) -> Result<Planned, Error> {
-        let binary = Binary::open(&self.path()?)?;
+        let binary = self.open()?;
         binary.check_go()?;
         let functions = binary.functions()?;
         let plans = crate::plan::sites::plan_items(&binary, &functions, &spec::parse(spec)?)?;

@@ -134,10 +134,12 @@ pub fn describe(
     tracked: impl Fn(u32) -> bool,
 ) -> (TargetInfo, Vec<Function>) {
     let (kubernetes_version, kubernetes_version_from) = kubernetes_version(binary.build_info());
-    // /proc/PID/exe names the file the process runs (inside its own mount
-    // namespace); the link itself says nothing.
+    // /proc/PID/exe names the file the process runs as the process sees it
+    // (inside its own mount namespace), the same across restarts; the path
+    // ktrace read it through (below /proc/PID/root) holds the PID.
     let path = binary.path();
-    let binary_name = std::fs::read_link(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+    let named = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok());
+    let binary_name = named.unwrap_or_else(|| path.to_path_buf()).display().to_string();
     let target = TargetInfo {
         pid,
         go_version: binary.build_info().map_or_else(|| "unknown".into(), |b| b.go_version.clone()),

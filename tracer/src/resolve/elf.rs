@@ -39,6 +39,9 @@ pub struct Binary {
     build_id: Option<String>,
     go_build_id: Option<String>,
     machine: Machine,
+    /// The opened file, kept open so that probes go on exactly the file
+    /// that was read (see [`Binary::probe_path`]); `None` for bytes.
+    file: Option<File>,
 }
 
 /// The CPU a binary is built for, from its ELF header. Reading symbols is
@@ -142,8 +145,14 @@ fn check_machine(machine: u16) -> Result<Machine, String> {
 impl Binary {
     /// Maps and checks the file at `path`.
     pub fn open(path: &Path) -> Result<Binary, ResolveError> {
+        let file = File::open(path).map_err(|source| ResolveError::Io { path: path.to_path_buf(), source })?;
+        Self::open_file(file, path)
+    }
+
+    /// Maps and checks `file`, already opened (and perhaps checked) by the
+    /// caller; `path` names it in errors and in [`Binary::path`].
+    pub fn open_file(file: File, path: &Path) -> Result<Binary, ResolveError> {
         let io = |source| ResolveError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io)?;
         if file.metadata().map_err(io)?.len() == 0 {
             return Err(ResolveError::NotElf { path: path.to_path_buf(), reason: "empty file".into() });
         }
@@ -153,7 +162,9 @@ impl Binary {
         // ktrace cares about, and every read below is bounds-checked
         // against the length taken at map time.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Self::build(path.to_path_buf(), Bytes::Mapped(map))
+        let mut binary = Self::build(path.to_path_buf(), Bytes::Mapped(map))?;
+        binary.file = Some(file);
+        Ok(binary)
     }
 
     /// Checks an in-memory copy of a binary; `path` is only used in errors.
@@ -173,8 +184,18 @@ impl Binary {
                 return Err(not_elf(format!("truncated: PT_LOAD segment {i} extends past the end of the file")));
             }
         }
-        let mut binary =
-            Binary { path, data, segments, sections, pclntab: None, build_info: None, build_id, go_build_id, machine };
+        let mut binary = Binary {
+            path,
+            data,
+            segments,
+            sections,
+            pclntab: None,
+            build_info: None,
+            build_id,
+            go_build_id,
+            machine,
+            file: None,
+        };
         binary.pclntab = binary.locate_pclntab()?;
         binary.build_info = binary.locate_build_info();
         Ok(binary)
@@ -201,6 +222,26 @@ impl Binary {
     /// The file this was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path to give the kernel to place probes on this very file: the
+    /// descriptor ktrace holds (`/proc/self/fd/N`), whatever has since been
+    /// renamed, replaced or unmounted at [`Binary::path`]. Uprobes belong
+    /// to an inode, and this is the inode whose bytes were read.
+    pub fn probe_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        match &self.file {
+            Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The opened file's device and inode numbers, to compare with a
+    /// process's executable; `None` for bytes.
+    pub fn file_id(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.as_ref()?.metadata().ok()?;
+        Some((meta.dev(), meta.ino()))
     }
 
     /// Go's build info, when the binary carries it (Go ≥ 1.13).

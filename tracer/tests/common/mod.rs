@@ -38,12 +38,26 @@ impl Trace {
     /// times every call has (under the default budget they cover the
     /// `sampled_fraction` of the time; tests/budget.rs tests that).
     pub fn start(pid: u32, funcs: &str, extra: &[&str]) -> Trace {
+        Self::start_under(&[], pid, funcs, extra)
+    }
+
+    /// Like [`Trace::start`], with ktrace run by `wrapper` (a command and
+    /// its arguments, e.g. `setpriv …`), when not empty.
+    pub fn start_under(wrapper: &[&str], pid: u32, funcs: &str, extra: &[&str]) -> Trace {
         let budget: &[&str] = if extra.iter().any(|a| a.starts_with("--max-overhead") || *a == "--no-budget") {
             &[]
         } else {
             &["--no-budget"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_ktrace"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ktrace")),
+        };
+        let mut child = cmd
             .args(["attach", "--pid", &pid.to_string(), "--funcs", funcs, "--json", "--duration", "120s"])
             .args(budget)
             .args(extra)
