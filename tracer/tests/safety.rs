@@ -204,7 +204,8 @@ fn secrets_never_leave_the_target() {
     // 2. What `ktrace flame` renders from that trace.
     let out = |name: &str| dir.path().join(name);
     for name in ["report.html", "summary.json", "latency.svg", "latency.folded", "latency.pb.gz"] {
-        let mut args = vec!["flame", "--trace", trace_path.to_str().unwrap(), "--output", out(name).to_str().unwrap()];
+        let output = out(name);
+        let mut args = vec!["flame", "--trace", trace_path.to_str().unwrap(), "--output", output.to_str().unwrap()];
         // A .json name is the request timeline; this trace has no requests.
         if name.ends_with(".json") {
             args.extend(["--format", "json"]);
