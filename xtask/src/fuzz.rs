@@ -142,6 +142,7 @@ fn write_generated_seeds(target: &str, corpus: &Path) -> Result<()> {
             func: 0,
             g: 0xc000_1000,
             goid: Some(7),
+            parent_goid: None,
             start_ns: 5,
             dur_ns: 2_000_000,
             error: Some(false),
