@@ -79,6 +79,51 @@ pub enum TypeKind {
     Other,
 }
 
+/// A type of the DWARF, by its `.debug_info` offset, for walking
+/// `--capture` field paths one step at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TypeId(u64);
+
+/// One level of a type, typedefs followed: what a field path step needs.
+/// Members and pointer targets are ids, looked up only if the path goes
+/// there, so nothing here recurses however the types nest or cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeShape {
+    /// Integer, bool or uintptr of `size` bytes.
+    Int {
+        /// Byte size.
+        size: u64,
+    },
+    /// Floating point or complex.
+    Float,
+    /// A pointer; `target` is `None` for `unsafe.Pointer` or an unknown target.
+    Pointer {
+        /// The pointed-to type.
+        target: Option<TypeId>,
+    },
+    /// `string`.
+    String,
+    /// A struct and its members in order.
+    Struct {
+        /// Name, byte offset and type of each member.
+        members: Vec<(String, u64, Option<TypeId>)>,
+    },
+    /// An interface.
+    Interface,
+    /// A slice.
+    Slice,
+    /// A map.
+    Map,
+    /// A channel.
+    Chan,
+    /// A func value.
+    Func,
+    /// A fixed-size array.
+    Array,
+    /// Unknown, or a typedef chain past the depth cap.
+    Other,
+}
+
 /// One formal parameter or result of a function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Param {
@@ -190,6 +235,72 @@ impl Dwarf {
     /// `runtime.g`.`goid`.
     pub fn struct_member_offset(&self, type_name: &str, member: &str) -> Option<u64> {
         self.structs.get(type_name)?.iter().find(|(n, _)| n == member).map(|&(_, off)| off)
+    }
+
+    /// The type named `name` (e.g. `*net/http.Request`), the one at the
+    /// lowest offset when several DIEs share the name. A linear scan: a
+    /// session looks up one type per `--capture` parameter, and an index of
+    /// every type name would cost memory on every run.
+    pub fn type_named(&self, name: &str) -> Option<TypeId> {
+        self.types
+            .0
+            .iter()
+            .filter(|(_, t)| t.name.as_deref() == Some(name))
+            .map(|(&o, _)| TypeId(o))
+            .min_by_key(|t| t.0)
+    }
+
+    /// The Go name of a type.
+    pub fn type_name(&self, id: TypeId) -> Option<&str> {
+        self.types.0.get(&id.0)?.name.as_deref()
+    }
+
+    /// One level of type `id`, following typedefs (at most
+    /// `MAX_TYPE_DEPTH` of them).
+    pub fn type_shape(&self, id: TypeId) -> TypeShape {
+        let mut offset = id.0;
+        for _ in 0..MAX_TYPE_DEPTH {
+            let Some(t) = self.types.0.get(&offset) else { return TypeShape::Other };
+            // reflect.Kind values (Go's DW_AT_go_kind) decide when present.
+            match t.go_kind {
+                Some(17) => return TypeShape::Array,
+                Some(18) => return TypeShape::Chan,
+                Some(19) => return TypeShape::Func,
+                Some(20) => return TypeShape::Interface,
+                Some(21) => return TypeShape::Map,
+                Some(23) => return TypeShape::Slice,
+                Some(24) => return TypeShape::String,
+                Some(26) => return TypeShape::Pointer { target: None },
+                _ => {}
+            }
+            let name = t.name.as_deref().unwrap_or("");
+            return match t.tag {
+                gimli::DW_TAG_typedef => match t.target {
+                    Some(next) => {
+                        offset = next;
+                        continue;
+                    }
+                    None => TypeShape::Other,
+                },
+                gimli::DW_TAG_pointer_type => TypeShape::Pointer { target: t.target.map(TypeId) },
+                gimli::DW_TAG_structure_type if name == "string" => TypeShape::String,
+                gimli::DW_TAG_structure_type if name.starts_with("[]") => TypeShape::Slice,
+                gimli::DW_TAG_structure_type if name == "runtime.iface" || name == "runtime.eface" => {
+                    TypeShape::Interface
+                }
+                gimli::DW_TAG_structure_type => TypeShape::Struct {
+                    members: t.members.iter().map(|(n, ty, off)| (n.clone(), *off, ty.map(TypeId))).collect(),
+                },
+                gimli::DW_TAG_array_type => TypeShape::Array,
+                gimli::DW_TAG_base_type => match (t.encoding, t.size) {
+                    (_, None | Some(0)) => TypeShape::Other,
+                    (Some(gimli::DW_ATE_float | gimli::DW_ATE_complex_float), _) => TypeShape::Float,
+                    (_, Some(size)) => TypeShape::Int { size },
+                },
+                _ => TypeShape::Other,
+            };
+        }
+        TypeShape::Other
     }
 
     /// Reads the DWARF of the ELF image `data`; `Ok(None)` when it has no
