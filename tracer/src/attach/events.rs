@@ -1,14 +1,105 @@
 //! Turns the kernel's call events into trace records: kernel timestamps
 //! become offsets from the session start, captured bytes become named
 //! arguments, and return addresses become symbols.
+//!
+//! `--capture` values arrive at entry, through their own ring buffer, and
+//! wait in [`PendingFields`] until the call's event arrives at return; the
+//! two share `(g, start_ns, func)`. User space reads the call events first
+//! and the captures second, so the capture of every call event read is
+//! already there (its entry came before its return). A call whose event was
+//! sampled out or lost leaves its capture behind: the oldest are evicted
+//! past [`MAX_PENDING`], so memory stays bounded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use analyzer::trace::{ArgValue, Call};
-use tracer_common::{CallEvent, EV_ERROR, EV_SECRET, EV_STR, STR_CAP};
+use tracer_common::{CAP_NIL, CAP_OK, CallEvent, CaptureEvent, EV_ERROR, EV_SECRET, EV_STR, STR_CAP};
 
 use super::config::Captures;
-use crate::resolve::Function;
+use crate::{plan::fields::Leaf, resolve::Function};
+
+/// `--capture` records kept waiting for their call's event. A long call
+/// (a watch) outlives this many later calls only under heavy load.
+pub const MAX_PENDING: usize = 65_536;
+
+/// One call's `--capture` values, rendered, and whether a string was cut.
+type Values = (Vec<(String, ArgValue)>, bool);
+
+/// `--capture` values waiting for their call events.
+#[derive(Default)]
+pub struct PendingFields {
+    by_call: HashMap<(u64, u64, u32), Values>,
+    order: VecDeque<(u64, u64, u32)>,
+    /// Records evicted before their call event came.
+    pub evicted: u64,
+}
+
+impl PendingFields {
+    /// Renders one capture record with its function's `captures` and keeps
+    /// it until its call's event comes.
+    pub fn add(&mut self, ev: &CaptureEvent, captures: &Captures) {
+        let key = (ev.g, ev.start_ns, ev.func);
+        let mut truncated = false;
+        let values = captures
+            .fields
+            .iter()
+            .zip(ev.values.iter().take(ev.count as usize))
+            .map(|(f, v)| {
+                let value = if v.flags & CAP_OK != 0 {
+                    match (f.leaf, f.redacted) {
+                        (Leaf::String, true) => ArgValue::Str(redacted(v.len)),
+                        (Leaf::String, false) => {
+                            let n = (v.len as usize).min(STR_CAP);
+                            truncated |= v.len as usize > STR_CAP;
+                            ArgValue::Str(String::from_utf8_lossy(&v.bytes[..n]).into_owned())
+                        }
+                        (Leaf::Int(_), true) => ArgValue::Str("<redacted>".into()),
+                        (Leaf::Int(_), false) => ArgValue::Int(v.num),
+                    }
+                } else if v.flags & CAP_NIL != 0 {
+                    ArgValue::Str("<nil>".into())
+                } else {
+                    ArgValue::Str("<unreadable>".into())
+                };
+                (f.key.clone(), value)
+            })
+            .collect();
+        if self.by_call.insert(key, (values, truncated)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > MAX_PENDING {
+            if let Some(old) = self.order.pop_front()
+                && self.by_call.remove(&old).is_some()
+            {
+                self.evicted += 1;
+            }
+        }
+    }
+
+    /// Moves the values captured at the entry of `ev`'s call into `call`.
+    pub fn join(&mut self, ev: &CallEvent, call: &mut Call) {
+        if let Some((values, truncated)) = self.by_call.remove(&(ev.g, ev.start_ns, ev.func)) {
+            call.args.extend(values);
+            call.truncated |= truncated;
+        }
+        // Keys of joined calls leave `order` lazily, when they reach its
+        // front; bound it by the map's size too.
+        if self.order.len() > 2 * self.by_call.len() + 1024 {
+            let live = &self.by_call;
+            self.order.retain(|k| live.contains_key(k));
+        }
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.by_call.len()
+    }
+
+    /// True when none wait.
+    pub fn is_empty(&self) -> bool {
+        self.by_call.is_empty()
+    }
+}
 
 /// Maps code addresses of the target to function names.
 pub struct Symbolizer {

@@ -31,7 +31,7 @@ use crate::{
     },
     budget,
     error::Error,
-    plan::goroutine,
+    plan::{fields::CaptureSpec, goroutine},
     resolve::Binary,
     session::{self, Setup},
 };
@@ -57,9 +57,13 @@ Examples:
   # only the storage calls for one namespace's configmaps, and what runs inside them (decided in the kernel)
   ktrace attach --pid 4242 --funcs storage --filter 'key=/registry/configmaps/my-ns/*' --args --output ns.trace
   # secret arguments (tokens, passwords) are recorded as <redacted N bytes>; this captures them in the clear
-  ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace";
+  ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace
+  # each request's method and path, read through the *http.Request at the handler's entry
+  ktrace attach --pid 4242 --funcs 'k8s.io/apiserver/pkg/server.(*APIServerHandler).ServeHTTP' \
+      --capture 'r.Method,r.URL.Path' --output requests.trace";
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("captured").args(["args", "capture"]).multiple(true))]
 pub struct AttachArgs {
     #[command(flatten)]
     target: TargetArgs,
@@ -83,9 +87,15 @@ pub struct AttachArgs {
     /// a secret argument (token, password, ...) is recorded as <redacted N bytes>, its bytes never read
     #[arg(long)]
     args: bool,
-    /// Capture secret arguments (tokens, passwords, ...) in the clear, like any other
-    #[arg(long, requires = "args")]
+    /// Capture secret arguments and --capture fields (tokens, passwords, ...) in the clear, like any other
+    #[arg(long, requires = "captured")]
     unredacted_args: bool,
+    /// Read fields through a parameter at each call's entry: comma-separated PARAM.FIELD[.FIELD...] paths,
+    /// e.g. 'r.Method,r.URL.Path' (pointers to structs and inline structs are followed; strings up to 128
+    /// bytes, integers, bools and pointers are captured); at most 4 paths per function, 4 pointers per path.
+    /// Each call's values go in the trace file's `args` under the path; secret-named fields are redacted
+    #[arg(long, value_name = "PATHS", conflicts_with = "count_only")]
+    capture: Option<String>,
     /// Keep only calls whose string argument ARG matches PATTERN (exact, or a prefix when it ends in *),
     /// and calls nested inside them on the same goroutine; decided in the kernel, so counts are exact
     #[arg(long, value_name = "ARG=PATTERN", conflicts_with = "count_only")]
@@ -134,6 +144,11 @@ impl AttachArgs {
         (!self.count_only && !self.bare && !self.no_budget && self.max_overhead > 0.0).then_some(self.max_overhead)
     }
 
+    /// The `--capture`, parsed.
+    fn capture(&self) -> Result<Option<CaptureSpec>, Error> {
+        self.capture.as_deref().map(CaptureSpec::parse).transpose().map_err(Error::Input)
+    }
+
     /// The `--filter`, parsed.
     fn filter(&self) -> Result<Option<FilterSpec>, Error> {
         self.filter.as_deref().map(FilterSpec::parse).transpose().map_err(Error::Input)
@@ -143,7 +158,7 @@ impl AttachArgs {
     fn wants(&self) -> Wants {
         Wants {
             latency: !self.count_only,
-            events: self.output.is_some() || self.args || self.stacks,
+            events: self.output.is_some() || self.args || self.stacks || self.capture.is_some(),
             args: self.args,
             stacks: self.stacks,
             unredacted_args: self.unredacted_args,
@@ -172,6 +187,7 @@ impl AttachArgs {
 pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let pprof = args.check()?;
     let filter = args.filter()?;
+    let capture = args.capture()?;
     privileges::check()?;
     let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
     let regs = session::registers(&planned.binary);
@@ -180,6 +196,13 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         .map(|p| Ok((session::layout(&p.function, planned.params(&p.function)?, regs), p)))
         .collect::<Result<Vec<_>, Error>>()?;
     let goroutine = planned.goroutine_offsets()?;
+    let fields = match &capture {
+        Some(spec) => {
+            let (layouts, plans): (Vec<_>, Vec<_>) = layouts.iter().map(|(l, p)| (l.clone(), p.clone())).unzip();
+            session::resolve_fields(&planned.binary, spec, &plans, &layouts, planned.types()?)?
+        }
+        None => Vec::new(),
+    };
     if args.output.is_some() {
         let go = planned.binary.build_info().map_or("an unknown Go", |b| b.go_version.as_str());
         match goroutine {
@@ -202,7 +225,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     planned.release_types();
     let (layouts, plans): (Vec<_>, Vec<_>) = layouts.into_iter().unzip();
     let (binary, functions) = (&planned.binary, &planned.functions);
-    let setup = Setup::new(binary, functions, plans, layouts, args.wants(), filter.as_ref())?;
+    let setup = Setup::new(binary, functions, plans, layouts, args.wants(), filter.as_ref(), fields)?;
     for w in &setup.warnings {
         eprintln!("ktrace: warning: {w}");
     }
@@ -215,6 +238,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         filter: filter.as_ref().map(FilterSpec::to_kernel),
         goroutine: goroutine.map(|(o, _)| o),
         links: args.links,
+        fields: setup.field_configs(),
     };
     let pid = args.target.pid;
     let mut session = Session::attach(pid, binary, &setup.sites(), setup.goexit.as_ref(), &options)?;

@@ -20,7 +20,7 @@ use crate::{
         FunctionCounts, Session,
         calibrate::HitCost,
         config::Captures,
-        events::{self, Symbolizer},
+        events::{self, PendingFields, Symbolizer},
     },
     budget,
     error::Error,
@@ -33,7 +33,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often the table, the rate limit and the overhead budget are checked.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 static NO_CAPTURES: Captures =
-    Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false };
+    Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false, fields: Vec::new() };
 
 /// How long one drain may take before the loop checks its timers again.
 const DRAIN_BUDGET: Duration = Duration::from_millis(30);
@@ -72,6 +72,8 @@ pub(super) struct Loop<'a> {
     pub(super) last_cpu: Option<u64>,
     /// Whether the minimum shares were over budget at the previous tick.
     pub(super) over_budget: bool,
+    /// `--capture` values waiting for their call events.
+    pub(super) pending: PendingFields,
 }
 
 impl<'a> Loop<'a> {
@@ -105,6 +107,7 @@ impl<'a> Loop<'a> {
             began: Instant::now(),
             last_cpu: None,
             over_budget: false,
+            pending: PendingFields::default(),
         }
     }
 
@@ -197,6 +200,20 @@ impl<'a> Loop<'a> {
         loop {
             batch.clear();
             let n = self.session.drain_events(DRAIN_BATCH, |ev| batch.push(*ev));
+            // After the events: the capture of every call just read was
+            // sent at its entry, before its event.
+            // Read even without a trace file, so the ring never fills.
+            let (pending, keep) = (&mut self.pending, self.writer.is_some());
+            for _ in 0..8 {
+                let taken = self.session.drain_captures(DRAIN_BATCH, |c| {
+                    if keep {
+                        pending.add(c, captures.get(c.func as usize).unwrap_or(&NO_CAPTURES));
+                    }
+                });
+                if taken < DRAIN_BATCH {
+                    break;
+                }
+            }
             if let Some(w) = self.writer.as_deref_mut() {
                 for ev in &batch {
                     let caps = captures.get(ev.func as usize).unwrap_or(&NO_CAPTURES);
@@ -211,7 +228,8 @@ impl<'a> Loop<'a> {
                         let addrs = if ev.stack_id >= 0 { session.stack(ev.stack_id) } else { Vec::new() };
                         events::symbolize(ev.caller, &addrs, sym)
                     });
-                    let call = events::to_call(ev, caps, mono_start, frames);
+                    let mut call = events::to_call(ev, caps, mono_start, frames);
+                    self.pending.join(ev, &mut call);
                     if let Err(e) = w.call(&call) {
                         self.write_error.get_or_insert(e);
                     }
@@ -261,7 +279,10 @@ impl<'a> Loop<'a> {
         let tracked: Vec<usize> = (0..self.traced.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
         // Every call of a function hits one of its RETs.
         let costs: Vec<f64> = tracked.iter().map(|&i| rates.entries[i] * cost.single_stepped_ns).collect();
-        let pinned: Vec<bool> = tracked.iter().map(|&i| self.captures[i].filter).collect();
+        // --filter anchors decide which calls are kept, and --capture
+        // values come with call events: both keep their RET probes.
+        let pinned: Vec<bool> =
+            tracked.iter().map(|&i| self.captures[i].filter || !self.captures[i].fields.is_empty()).collect();
         let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
         for (k, &i) in tracked.iter().enumerate() {
             self.shares[i] = shares[k];
