@@ -576,3 +576,48 @@ fn goroutine_offsets_table_matches_dwarf() {
     }
     eprintln!("checked Go releases: {checked:?}");
 }
+
+/// Every row of the `--capture` field table for stripped builds equals
+/// what DWARF says, in the go1.26 kube-apiserver and the go1.19 target.
+#[test]
+fn field_offsets_table_matches_dwarf() {
+    use tracer::plan::fields::{Shape, TABLE, TableField, TypeSource};
+    let mut checked = Vec::new();
+    let mut builds = Vec::new();
+    if let Some(p) = kube(Kube::Release) {
+        builds.push(p);
+    }
+    match testkit::target_binary(testkit::Variant::Debug) {
+        Ok(p) => builds.push(p),
+        Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
+    }
+    for path in builds {
+        let binary = Binary::open(&path).unwrap();
+        let minor = binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
+        let dwarf = binary.dwarf().unwrap().expect("DWARF");
+        let (_, _, structs) =
+            TABLE.iter().find(|(m, v, _)| *m == binary.machine() && *v == minor).expect("a row for this release");
+        for (name, fields) in *structs {
+            let id = dwarf.named(name).unwrap_or_else(|| panic!("go1.{minor}: no {name} in DWARF"));
+            let Shape::Struct(members) = dwarf.shape(&id) else { panic!("go1.{minor}: {name} is not a struct") };
+            for (field, off, kind) in *fields {
+                let (_, at, ty) = members
+                    .iter()
+                    .find(|(n, ..)| n == field)
+                    .unwrap_or_else(|| panic!("go1.{minor}: {name} has no {field}"));
+                assert_eq!(at, off, "go1.{minor}: offset of {name}.{field}");
+                let shape = dwarf.shape(ty.as_ref().expect("a member type"));
+                match kind {
+                    TableField::Str => assert_eq!(shape, Shape::String, "go1.{minor}: {name}.{field}"),
+                    TableField::Int(n) => assert_eq!(shape, Shape::Int(u64::from(*n)), "go1.{minor}: {name}.{field}"),
+                    TableField::Ptr(to) => {
+                        let Shape::Pointer(Some(t)) = shape else { panic!("go1.{minor}: {name}.{field} is {shape:?}") };
+                        assert_eq!(dwarf.name_of(&t), *to, "go1.{minor}: {name}.{field}");
+                    }
+                }
+                checked.push(format!("go1.{minor} {name}.{field}"));
+            }
+        }
+    }
+    eprintln!("checked: {checked:?}");
+}
