@@ -211,19 +211,27 @@ const REQUEST_FIELDS: &[(&str, u64, TableField)] = &[
     ("RemoteAddr", 176, TableField::Str),
     ("RequestURI", 192, TableField::Str),
 ];
-const URL_FIELDS: &[(&str, u64, TableField)] = &[
+const URL_FIELDS_19: &[(&str, u64, TableField)] = &[
     ("Scheme", 0, TableField::Str),
     ("Host", 40, TableField::Str),
     ("Path", 56, TableField::Str),
     ("RawQuery", 96, TableField::Str),
+];
+/// Go 1.26's `net/url.URL`: `RawQuery` is 8 bytes lower than in 1.19 (as
+/// its DWARF says; the fields before it were rearranged).
+const URL_FIELDS_26: &[(&str, u64, TableField)] = &[
+    ("Scheme", 0, TableField::Str),
+    ("Host", 40, TableField::Str),
+    ("Path", 56, TableField::Str),
+    ("RawQuery", 88, TableField::Str),
 ];
 
 /// `(machine, Go 1.N, structs)`: field offsets for stripped binaries, read
 /// from the DWARF of real builds: amd64 go1.19.8 (targets/, Debian's Go)
 /// and go1.26.8 (kube-apiserver v1.36.3). Used only when there is no DWARF.
 pub const TABLE: &[(Machine, u32, &[TableStruct])] = &[
-    (Machine::X86_64, 19, &[("net/http.Request", REQUEST_FIELDS), ("net/url.URL", URL_FIELDS)]),
-    (Machine::X86_64, 26, &[("net/http.Request", REQUEST_FIELDS), ("net/url.URL", URL_FIELDS)]),
+    (Machine::X86_64, 19, &[("net/http.Request", REQUEST_FIELDS), ("net/url.URL", URL_FIELDS_19)]),
+    (Machine::X86_64, 26, &[("net/http.Request", REQUEST_FIELDS), ("net/url.URL", URL_FIELDS_26)]),
 ];
 
 /// [`TABLE`]'s rows for one release, as a [`TypeSource`].
