@@ -679,3 +679,63 @@ fn flag(value: &AttributeValue<R<'_>>) -> bool {
         other => other.udata_value().is_some_and(|v| v != 0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{
+        abi::{Location, Slot},
+        fields::{self, CaptureSpec},
+    };
+
+    fn die(tag: DwTag, name: &str, target: Option<u64>, members: Vec<(String, Option<u64>, u64)>) -> TypeDie {
+        TypeDie {
+            tag,
+            name: Some(name.into()),
+            size: None,
+            target,
+            go_kind: None,
+            encoding: None,
+            members,
+            count: None,
+        }
+    }
+
+    /// Hostile type graphs: a typedef cycle, and a struct whose member
+    /// points back at it. Each step looks one level deep, so neither loops.
+    fn hostile() -> Dwarf {
+        let mut types = HashMap::new();
+        types.insert(1, die(gimli::DW_TAG_typedef, "A", Some(2), vec![]));
+        types.insert(2, die(gimli::DW_TAG_typedef, "B", Some(1), vec![]));
+        types.insert(3, die(gimli::DW_TAG_pointer_type, "*Node", Some(4), vec![]));
+        let members = vec![("Next".into(), Some(3), 8), ("Loop".into(), Some(1), 16), ("Self".into(), Some(4), 24)];
+        types.insert(4, die(gimli::DW_TAG_structure_type, "Node", None, members));
+        Dwarf { types: Types(types), ..Default::default() }
+    }
+
+    #[test]
+    fn cyclic_types_resolve_to_other_or_stop_at_the_limits() {
+        let d = hostile();
+        assert_eq!(d.type_shape(TypeId(1)), TypeShape::Other, "a typedef cycle ends at the depth cap");
+        assert_eq!(d.type_shape(TypeId(99)), TypeShape::Other, "a dangling reference");
+        assert_eq!(d.type_named("*Node"), Some(TypeId(3)));
+        let slot = Slot {
+            name: "n".into(),
+            type_name: "*Node".into(),
+            is_result: false,
+            location: Location::Registers(vec!["RAX"]),
+            secret: false,
+        };
+        let run =
+            |path: &str| fields::resolve(&CaptureSpec::parse(path).unwrap(), "f", std::slice::from_ref(&slot), &d);
+        let e = run("n.Next.Next.Next.Next.Next.Next").unwrap_err();
+        assert!(e.contains("5th pointer"), "{e}");
+        let e = run("n.Loop.X").unwrap_err();
+        assert!(e.contains("n.Loop is a type ktrace does not model"), "{e}");
+        // A struct that contains itself by value: each step is one member,
+        // and a path names at most 8.
+        let e = run("n.Self.Self.Self.Self.Self.Self.Self.Self").unwrap_err();
+        assert!(e.contains("n.Self.Self.Self.Self.Self.Self.Self.Self is a struct (Node)"), "{e}");
+        assert!(CaptureSpec::parse("n.Self.Self.Self.Self.Self.Self.Self.Self.Self").is_err());
+    }
+}
