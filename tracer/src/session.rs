@@ -99,6 +99,7 @@ pub fn resolve_fields(
         .build_info()
         .and_then(|b| b.minor_version())
         .and_then(|minor| Table::for_release(binary.machine(), minor));
+    let types = types.map(fields::Memo::new);
     let mut names = Vec::new();
     let mut out = Vec::with_capacity(plans.len());
     for (plan, layout) in plans.iter().zip(layouts) {
@@ -110,7 +111,7 @@ pub fn resolve_fields(
             continue;
         };
         let symbol = plan.function.name.as_str();
-        let resolved = match (types, &table) {
+        let resolved = match (&types, &table) {
             (Some(dwarf), _) => fields::resolve(spec, symbol, slots, dwarf),
             (None, Some(table)) => fields::resolve(spec, symbol, slots, table),
             (None, None) => resolve_without_types(spec, symbol, slots, binary),

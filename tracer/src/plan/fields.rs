@@ -188,6 +188,45 @@ impl TypeSource for Dwarf {
     }
 }
 
+/// Remembers [`TypeSource::named`]: DWARF's is a linear scan over every
+/// type, and each traced function with the parameter asks for the same one.
+pub struct Memo<'a, T: TypeSource> {
+    inner: &'a T,
+    named: std::cell::RefCell<std::collections::HashMap<String, Option<T::Id>>>,
+}
+
+impl<'a, T: TypeSource> Memo<'a, T> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a T) -> Self {
+        Self { inner, named: Default::default() }
+    }
+}
+
+impl<T: TypeSource> TypeSource for Memo<'_, T> {
+    type Id = T::Id;
+
+    fn named(&self, name: &str) -> Option<T::Id> {
+        if let Some(hit) = self.named.borrow().get(name) {
+            return hit.clone();
+        }
+        let found = self.inner.named(name);
+        self.named.borrow_mut().insert(name.to_string(), found.clone());
+        found
+    }
+
+    fn name_of(&self, id: &T::Id) -> String {
+        self.inner.name_of(id)
+    }
+
+    fn shape(&self, id: &T::Id) -> Shape<T::Id> {
+        self.inner.shape(id)
+    }
+
+    fn complete(&self) -> bool {
+        self.inner.complete()
+    }
+}
+
 /// A field of [`TABLE`]: a string, an integer of N bytes, or a pointer to
 /// a struct of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
