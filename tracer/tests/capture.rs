@@ -244,3 +244,25 @@ fn bad_capture_syntax_is_bad_input() {
     let out = ktrace(&["attach", "--binary", "/bin/true", "--funcs", "x", "--capture", "r.A", "--count-only"]);
     assert_eq!(out.status.code(), Some(2), "--capture needs call events: clap refuses it with --count-only");
 }
+
+/// `ktrace funcs --capture` shows where each path is read: the parameter's
+/// register, the pointer fields followed and the leaf.
+#[test]
+fn funcs_shows_where_each_path_is_read() {
+    let bin = testkit::target_binary(Variant::Optimized).unwrap();
+    let args =
+        ["funcs", "--binary", bin.to_str().unwrap(), "--funcs", INSTALLER, "--capture", "req.Method,req.URL.Path"];
+    let out = ktrace(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v[0]["captures"],
+        serde_json::json!([
+            {"path": "req.Method", "base": {"registers": ["RDI"]}, "hops": [], "leaf_offset": 0, "leaf": "string", "secret": false},
+            {"path": "req.URL.Path", "base": {"registers": ["RDI"]}, "hops": [16], "leaf_offset": 56, "leaf": "string", "secret": false},
+        ])
+    );
+    let out = ktrace(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("capture req.URL.Path=RDI->+16->+56:string"), "{text}");
+}
