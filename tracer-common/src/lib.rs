@@ -295,6 +295,9 @@ pub const FRAME_SKIP: u32 = 1 << 0;
 pub const FRAME_ANCHOR: u32 = 1 << 1;
 /// The call has a secret argument whose length is in `secret_len`.
 pub const FRAME_SECRET: u32 = 1 << 2;
+/// The call's `--capture` values were sent at entry: its call event is
+/// never sampled out, so the values always find their call.
+pub const FRAME_CAPTURED: u32 = 1 << 3;
 
 /// The traced calls in flight on one goroutine, innermost last.
 #[repr(C)]

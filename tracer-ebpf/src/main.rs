@@ -28,7 +28,10 @@
 //! user space joins them to the call's event when the call returns. The
 //! frames do not grow (12 frames in every goroutine's entry of an LRU map
 //! would pay for 4 paths of 128 bytes each), and captures are never
-//! sampled: a full ring drops them, and counts the drop.
+//! sampled: a full ring drops them, and counts the drop. The call event of
+//! a call whose values were sent is not sampled either, so the values
+//! always find their call (a function with paths is one the user wants
+//! every call of, like a request's root handler).
 //!
 //! RET: pops the innermost frame of the same function, so recursion pairs
 //! correctly and frames left by a call that panicked and was recovered are
@@ -55,8 +58,8 @@ use tracer_common::{
     MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP, SiteKind, hist,
 };
 use tracer_common::{
-    CaptureConfig, CaptureEvent, CaptureValue, FieldPath, LEAF_INT, LEAF_STRING, LEAF_STRING_LEN, MAX_CAPTURES,
-    MAX_DEREFS,
+    CaptureConfig, CaptureEvent, CaptureValue, FRAME_CAPTURED, FieldPath, LEAF_INT, LEAF_STRING, LEAF_STRING_LEN,
+    MAX_CAPTURES, MAX_DEREFS,
 };
 
 #[map]
@@ -238,22 +241,22 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     frame.start_ns = unsafe { bpf_ktime_get_ns() };
     stack.depth = depth as u32 + 1;
-    if cfg.flags & CFG_CAPTURE != 0 {
-        capture(args, sp, func, g, frame.start_ns);
+    if cfg.flags & CFG_CAPTURE != 0 && capture(args, sp, func, g, frame.start_ns) {
+        frame.flags |= FRAME_CAPTURED;
     }
 }
 
 /// Reads the function's `--capture` paths and sends them, keyed by the
-/// call's `(g, start_ns, func)`.
+/// call's `(g, start_ns, func)`; true when they were sent.
 #[inline(always)]
-fn capture(args: &[u64; 9], sp: u64, func: u32, g: u64, start_ns: u64) {
-    let Some(cc) = CAPTURE_CONFIG.get(func) else { return };
-    let Some(stats) = STATS.get_ptr_mut(0) else { return };
+fn capture(args: &[u64; 9], sp: u64, func: u32, g: u64, start_ns: u64) -> bool {
+    let Some(cc) = CAPTURE_CONFIG.get(func) else { return false };
+    let Some(stats) = STATS.get_ptr_mut(0) else { return false };
     // SAFETY: per-CPU slot.
     let stats = unsafe { &mut *stats };
     let Some(mut entry) = CAPTURES.reserve::<CaptureEvent>(0) else {
         stats.captures_dropped += 1;
-        return;
+        return false;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved record of the right size; the
@@ -276,6 +279,7 @@ fn capture(args: &[u64; 9], sp: u64, func: u32, g: u64, start_ns: u64) {
     }
     stats.captures += 1;
     entry.submit(BPF_RB_NO_WAKEUP as u64);
+    true
 }
 
 /// Follows one field path from its pointer parameter and reads its leaf.
@@ -544,7 +548,7 @@ fn emit(g: u64, frame: &tracer_common::Frame, dur: u64, mut flags: u32) {
     let stats = unsafe { &mut *stats };
     let global = CONFIG.get(0).copied().unwrap_or_default();
     let seq = stats.emitted + stats.sampled_out + stats.dropped;
-    if seq & global.sample_mask != 0 {
+    if seq & global.sample_mask != 0 && frame.flags & FRAME_CAPTURED == 0 {
         stats.sampled_out += 1;
         return;
     }

@@ -250,7 +250,9 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
 /// session-wide config and the `--filter`, all before any probe exists, so
 /// no call is counted unfiltered.
 fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<Ebpf, AttachError> {
-    let mut ebpf = EbpfLoader::new().map_max_entries("HIST", sites.len().max(1) as u32).load(EBPF_OBJECT)?;
+    let n = sites.len().max(1) as u32;
+    let mut ebpf =
+        EbpfLoader::new().map_max_entries("HIST", n).map_max_entries("CAPTURE_CONFIG", n).load(EBPF_OBJECT)?;
     let mut config_map: Array<_, FuncConfig> = open_mut(&mut ebpf, "FUNC_CONFIG")?;
     for (id, (_, config)) in sites.iter().enumerate() {
         config_map.set(id as u32, config, 0).map_err(map_err("FUNC_CONFIG"))?;
