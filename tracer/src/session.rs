@@ -95,18 +95,35 @@ pub fn resolve_fields(
     layouts: &[Layout],
     types: Option<&crate::resolve::Dwarf>,
 ) -> Result<Vec<Vec<Resolved>>, Error> {
+    let out = resolve_fields_where_present(binary, spec, plans, layouts, types)?;
+    let names = plans
+        .iter()
+        .zip(layouts)
+        .flat_map(|(plan, layout)| config::param_names(layout.as_deref().filter(|_| plan.target == Target::Function)));
+    fields::check_params(spec, names).map_err(Error::Input)?;
+    Ok(out)
+}
+
+/// Like [`resolve_fields`], but a path whose parameter no traced function
+/// has is left out instead of refused: for captures a preset adds by
+/// default (e.g. `r.Method,r.URL.Path` on a request's root handler). A
+/// path that does not resolve where its parameter exists still fails.
+pub fn resolve_fields_where_present(
+    binary: &Binary,
+    spec: &CaptureSpec,
+    plans: &[ProbePlan],
+    layouts: &[Layout],
+    types: Option<&crate::resolve::Dwarf>,
+) -> Result<Vec<Vec<Resolved>>, Error> {
     let table = binary
         .build_info()
         .and_then(|b| b.minor_version())
         .and_then(|minor| Table::for_release(binary.machine(), minor));
     let types = types.map(fields::Memo::new);
-    let mut names = Vec::new();
     let mut out = Vec::with_capacity(plans.len());
     for (plan, layout) in plans.iter().zip(layouts) {
         // Arguments are in their ABI places only at a function's own entry.
-        let slots = layout.as_deref().filter(|_| plan.target == Target::Function);
-        names.extend(config::param_names(slots).map(str::to_string));
-        let Some(slots) = slots else {
+        let Some(slots) = layout.as_deref().filter(|_| plan.target == Target::Function) else {
             out.push(Vec::new());
             continue;
         };
@@ -118,7 +135,6 @@ pub fn resolve_fields(
         };
         out.push(resolved.map_err(Error::Input)?);
     }
-    fields::check_params(spec, names.iter().map(String::as_str)).map_err(Error::Input)?;
     Ok(out)
 }
 

@@ -359,15 +359,7 @@ pub fn resolve<T: TypeSource>(
         let Some(slot) = slots.iter().find(|s| !s.is_result && s.name == path.param) else { continue };
         out.push(resolve_one(path, symbol, slot, types)?);
     }
-    if out.len() > MAX_CAPTURES {
-        let texts: Vec<&str> = out.iter().map(|r| r.text.as_str()).collect();
-        return Err(format!(
-            "--capture: {} paths apply to {symbol} ({}); at most {MAX_CAPTURES} per function",
-            out.len(),
-            texts.join(", ")
-        ));
-    }
-    Ok(out)
+    merge(symbol, out, Vec::new())
 }
 
 fn resolve_one<T: TypeSource>(path: &FieldPathSpec, symbol: &str, slot: &Slot, types: &T) -> Result<Resolved, String> {
@@ -485,6 +477,26 @@ fn resolve_one<T: TypeSource>(path: &FieldPathSpec, symbol: &str, slot: &Slot, t
     fail("name at least one field".into())
 }
 
+/// One function's paths from two sources (the user's `--capture` and a
+/// preset's defaults), the first's first, without repeating a path;
+/// fails past [`MAX_CAPTURES`] like [`resolve`].
+pub fn merge(symbol: &str, mut first: Vec<Resolved>, second: Vec<Resolved>) -> Result<Vec<Resolved>, String> {
+    for r in second {
+        if !first.iter().any(|f| f.text == r.text) {
+            first.push(r);
+        }
+    }
+    if first.len() > MAX_CAPTURES {
+        let texts: Vec<&str> = first.iter().map(|r| r.text.as_str()).collect();
+        return Err(format!(
+            "--capture: {} paths apply to {symbol} ({}); at most {MAX_CAPTURES} per function",
+            first.len(),
+            texts.join(", ")
+        ));
+    }
+    Ok(first)
+}
+
 /// `a, b, c` (at most 24 names, then `…`).
 fn list(names: &[&str]) -> String {
     if names.is_empty() {
@@ -581,6 +593,16 @@ mod tests {
         let e = resolve(&spec, "f", &[slot("r", "*x.T")], &table()).unwrap_err();
         assert!(e.contains("the type *x.T of r in f is unknown") && e.contains("--symbols"), "{e}");
         assert_eq!(Table::for_release(Machine::X86_64, 22).map(|t| t.minor), None);
+    }
+
+    #[test]
+    fn paths_from_two_sources_merge_without_repeats() {
+        let slots = [slot("r", "*net/http.Request")];
+        let get = |p: &str| resolve(&CaptureSpec::parse(p).unwrap(), "f", &slots, &table()).unwrap();
+        let merged = merge("f", get("r.Host,r.Method"), get("r.Method,r.URL.Path")).unwrap();
+        assert_eq!(merged.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["r.Host", "r.Method", "r.URL.Path"]);
+        let e = merge("f", get("r.Host,r.RequestURI,r.URL.Host"), get("r.Method,r.URL.Path")).unwrap_err();
+        assert!(e.contains("5 paths apply to f"), "{e}");
     }
 
     #[test]
