@@ -199,7 +199,15 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let fields = match &capture {
         Some(spec) => {
             let (layouts, plans): (Vec<_>, Vec<_>) = layouts.iter().map(|(l, p)| (l.clone(), p.clone())).unzip();
-            session::resolve_fields(&planned.binary, spec, &plans, &layouts, planned.types()?)?
+            let types = planned.types()?;
+            let fields = session::resolve_fields(&planned.binary, spec, &plans, &layouts, types)?;
+            if types.is_none() && fields.iter().any(|f| !f.is_empty()) {
+                let go = planned.binary.build_info().map_or("an unknown Go", |b| b.go_version.as_str());
+                eprintln!(
+                    "ktrace: note: --capture field offsets for {go} come from ktrace's table (the binary has no DWARF)"
+                );
+            }
+            fields
         }
         None => Vec::new(),
     };
