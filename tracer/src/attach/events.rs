@@ -281,6 +281,92 @@ mod tests {
         assert!(!call.args.contains_key("token"));
     }
 
+    fn capture_event(values: &[(u32, u32, u64, &[u8])]) -> CaptureEvent {
+        let empty = tracer_common::CaptureValue { flags: 0, len: 0, num: 0, bytes: [0xaa; STR_CAP] };
+        let mut ev = CaptureEvent {
+            func: 1,
+            count: values.len() as u32,
+            g: 0xc000,
+            start_ns: 5_000,
+            values: [empty; tracer_common::MAX_CAPTURES],
+        };
+        for (v, &(flags, len, num, bytes)) in ev.values.iter_mut().zip(values) {
+            v.flags = flags;
+            v.len = len;
+            v.num = num;
+            v.bytes[..bytes.len()].copy_from_slice(bytes);
+        }
+        ev
+    }
+
+    fn field(key: &str, leaf: Leaf, redacted: bool) -> super::super::config::Field {
+        super::super::config::Field { key: key.into(), leaf, redacted }
+    }
+
+    /// Values captured at entry join the call with the same (g, start,
+    /// func), once; a long string marks the call truncated.
+    #[test]
+    fn captured_fields_join_their_call() {
+        use tracer_common::CAP_FAULT;
+        let caps = Captures {
+            fields: vec![
+                field("r.Method", Leaf::String, false),
+                field("r.URL.Path", Leaf::String, false),
+                field("r.ContentLength", Leaf::Int(8), false),
+                field("r.Token", Leaf::String, true),
+            ],
+            ..Default::default()
+        };
+        let mut pending = PendingFields::default();
+        let long = [b'p'; STR_CAP];
+        pending.add(
+            &capture_event(&[
+                (CAP_OK, 4, 0, b"POST"),
+                (CAP_OK, 300, 0, &long),
+                (CAP_OK, 0, 42, b""),
+                (CAP_OK, 64, 0, b""),
+            ]),
+            &caps,
+        );
+        let mut other = capture_event(&[(CAP_NIL, 0, 0, b""), (CAP_FAULT, 0, 0, b"")]);
+        other.start_ns = 6_000;
+        pending.add(&other, &caps);
+        assert_eq!(pending.len(), 2);
+
+        let mut call = to_call(&event(), &Captures::default(), 0, &[]);
+        pending.join(&event(), &mut call);
+        assert_eq!(call.args["r.Method"], ArgValue::Str("POST".into()));
+        assert_eq!(call.args["r.URL.Path"], ArgValue::Str("p".repeat(STR_CAP)));
+        assert_eq!(call.args["r.ContentLength"], ArgValue::Int(42));
+        assert_eq!(call.args["r.Token"], ArgValue::Str("<redacted 64 bytes>".into()));
+        assert!(call.truncated);
+        assert_eq!(pending.len(), 1, "joined once");
+
+        let mut ev = event();
+        ev.start_ns = 6_000;
+        let mut call = to_call(&ev, &Captures::default(), 0, &[]);
+        pending.join(&ev, &mut call);
+        assert_eq!(call.args["r.Method"], ArgValue::Str("<nil>".into()));
+        assert_eq!(call.args["r.URL.Path"], ArgValue::Str("<unreadable>".into()));
+        assert!(pending.is_empty());
+        // A call whose capture never came has only its own arguments.
+        let mut call = to_call(&ev, &Captures::default(), 0, &[]);
+        pending.join(&ev, &mut call);
+        assert!(call.args.is_empty());
+    }
+
+    #[test]
+    fn captures_left_behind_are_evicted_past_the_limit() {
+        let caps = Captures { fields: vec![field("r.Method", Leaf::String, false)], ..Default::default() };
+        let mut pending = PendingFields::default();
+        for i in 0..MAX_PENDING as u64 + 10 {
+            let mut ev = capture_event(&[(CAP_OK, 3, 0, b"GET")]);
+            ev.start_ns = i;
+            pending.add(&ev, &caps);
+        }
+        assert_eq!((pending.len(), pending.evicted), (MAX_PENDING, 10));
+    }
+
     #[test]
     fn a_return_address_at_a_function_end_belongs_to_it() {
         let sym = Symbolizer::new(&[f("main.a", 0x2000, 0x2100), f("main.b", 0x2100, 0x2200)], 0);
