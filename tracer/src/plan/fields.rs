@@ -159,7 +159,7 @@ impl TypeSource for Dwarf {
     type Id = TypeId;
 
     fn named(&self, name: &str) -> Option<TypeId> {
-        self.type_named(name)
+        self.type_named_loosely(name)
     }
 
     fn name_of(&self, id: &TypeId) -> String {
@@ -367,8 +367,8 @@ fn resolve_one<T: TypeSource>(path: &FieldPathSpec, symbol: &str, slot: &Slot, t
     let fail = |why: String| Err(format!("--capture {text}: {why}"));
     let stripped_hint = |what: String| {
         format!(
-            "{what} (no DWARF: ktrace knows only some fields of net/http.Request and net/url.URL for stripped \
-             builds; give --symbols with an unstripped build of the same source)"
+            "{what} (the binary has no DWARF: give --symbols with an unstripped build of the same source; \
+             without it ktrace knows a few fields of net/http.Request and net/url.URL, for Go 1.19 and 1.26)"
         )
     };
     let Some(ty) = types.named(&slot.type_name) else {

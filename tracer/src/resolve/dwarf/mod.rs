@@ -250,6 +250,36 @@ impl Dwarf {
             .min_by_key(|t| t.0)
     }
 
+    /// Like [`Dwarf::type_named`], also taking a short name with only the
+    /// last element of its package path (`*http.Request` for
+    /// `*net/http.Request`, as the signature table for stripped builds
+    /// writes them) when no type has the exact name.
+    pub fn type_named_loosely(&self, name: &str) -> Option<TypeId> {
+        if let Some(id) = self.type_named(name) {
+            return Some(id);
+        }
+        let (star, short) = name.strip_prefix('*').map_or(("", name), |s| ("*", s));
+        if short.contains('/') || !short.contains('.') {
+            return None;
+        }
+        // A pointer's name starts with `*`: a short name matches a pointer
+        // only when it is one itself.
+        let matches = |t: &str| {
+            let t = match t.strip_prefix('*') {
+                Some(pointee) if star == "*" => pointee,
+                None if star.is_empty() => t,
+                _ => return false,
+            };
+            t.strip_suffix(short).is_some_and(|p| p.ends_with('/'))
+        };
+        self.types
+            .0
+            .iter()
+            .filter(|(_, t)| t.name.as_deref().is_some_and(matches))
+            .map(|(&o, _)| TypeId(o))
+            .min_by_key(|t| t.0)
+    }
+
     /// The Go name of a type.
     pub fn type_name(&self, id: TypeId) -> Option<&str> {
         self.types.0.get(&id.0)?.name.as_deref()
@@ -710,6 +740,8 @@ mod tests {
         types.insert(3, die(gimli::DW_TAG_pointer_type, "*Node", Some(4), vec![]));
         let members = vec![("Next".into(), Some(3), 8), ("Loop".into(), Some(1), 16), ("Self".into(), Some(4), 24)];
         types.insert(4, die(gimli::DW_TAG_structure_type, "Node", None, members));
+        types.insert(5, die(gimli::DW_TAG_pointer_type, "*example.com/p.Thing", Some(6), vec![]));
+        types.insert(6, die(gimli::DW_TAG_structure_type, "example.com/p.Thing", None, vec![]));
         Dwarf { types: Types(types), ..Default::default() }
     }
 
@@ -719,6 +751,11 @@ mod tests {
         assert_eq!(d.type_shape(TypeId(1)), TypeShape::Other, "a typedef cycle ends at the depth cap");
         assert_eq!(d.type_shape(TypeId(99)), TypeShape::Other, "a dangling reference");
         assert_eq!(d.type_named("*Node"), Some(TypeId(3)));
+        assert_eq!(d.type_named_loosely("*Node"), Some(TypeId(3)));
+        assert_eq!(d.type_named_loosely("*x.Node"), None);
+        assert_eq!(d.type_named_loosely("*p.Thing"), Some(TypeId(5)), "the signature table's short names");
+        assert_eq!(d.type_named_loosely("p.Thing"), Some(TypeId(6)));
+        assert_eq!(d.type_named_loosely("*q.Thing"), None);
         let slot = Slot {
             name: "n".into(),
             type_name: "*Node".into(),
