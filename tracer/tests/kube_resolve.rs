@@ -621,3 +621,33 @@ fn field_offsets_table_matches_dwarf() {
     }
     eprintln!("checked: {checked:?}");
 }
+
+/// Go promotes the fields of embedded fields, and so does `--capture`:
+/// `cm.Name` of a `*v1.ConfigMap` is `cm.ObjectMeta.Name` (ObjectMeta is
+/// embedded, marked `DW_AT_go_embedded_field` in Go's DWARF).
+#[test]
+fn promoted_fields_resolve_like_their_full_path() {
+    use tracer::plan::{
+        abi::{Location, Slot},
+        fields::{self, CaptureSpec},
+    };
+    let Some(path) = kube(Kube::Release) else { return };
+    let dwarf = Binary::open(&path).unwrap().dwarf().unwrap().expect("DWARF");
+    let slot = Slot {
+        name: "cm".into(),
+        type_name: "*k8s.io/api/core/v1.ConfigMap".into(),
+        is_result: false,
+        location: Location::Registers(vec!["RAX"]),
+        secret: false,
+    };
+    let at = |p: &str| {
+        let r = fields::resolve(&CaptureSpec::parse(p).unwrap(), "f", std::slice::from_ref(&slot), &dwarf)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (r[0].hops.clone(), r[0].leaf_off, r[0].leaf)
+    };
+    assert_eq!(at("cm.Name"), at("cm.ObjectMeta.Name"));
+    assert_eq!(at("cm.Namespace"), at("cm.ObjectMeta.Namespace"));
+    assert_eq!(at("cm.Kind"), at("cm.TypeMeta.Kind"));
+    assert_ne!(at("cm.Name").1, at("cm.Kind").1);
+    eprintln!("cm.Name at {:?}, cm.Kind at {:?}", at("cm.Name"), at("cm.Kind"));
+}

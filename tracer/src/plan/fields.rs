@@ -1,7 +1,9 @@
 //! `--capture 'r.Method,r.URL.Path'`: field paths read at a function's
 //! entry. A path starts with a parameter name of a traced function (the
 //! receiver counts), then names fields, through pointers to structs and
-//! inline structs, down to a `string`, integer, bool or pointer leaf.
+//! inline structs, down to a `string`, integer, bool or pointer leaf. A
+//! field promoted from an embedded field resolves as in Go (`cm.Name` is
+//! `cm.ObjectMeta.Name`; DWARF marks embedded fields).
 //!
 //! This module parses the option ([`CaptureSpec`]) and resolves each path
 //! against one function's argument layout and the binary's types into byte
@@ -153,6 +155,11 @@ pub trait TypeSource {
     /// False when the source knows only some fields (the table): a field
     /// it lacks may exist, so the error suggests `--symbols`.
     fn complete(&self) -> bool;
+    /// Names of the embedded fields of struct `id`, whose own fields Go
+    /// promotes (`cm.Name` for `cm.ObjectMeta.Name`).
+    fn embedded(&self, _id: &Self::Id) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl TypeSource for Dwarf {
@@ -185,6 +192,10 @@ impl TypeSource for Dwarf {
 
     fn complete(&self) -> bool {
         true
+    }
+
+    fn embedded(&self, id: &TypeId) -> Vec<String> {
+        self.type_embedded(*id).into_iter().map(str::to_string).collect()
     }
 }
 
@@ -224,6 +235,10 @@ impl<T: TypeSource> TypeSource for Memo<'_, T> {
 
     fn complete(&self) -> bool {
         self.inner.complete()
+    }
+
+    fn embedded(&self, id: &T::Id) -> Vec<String> {
+        self.inner.embedded(id)
     }
 }
 
@@ -406,23 +421,43 @@ fn resolve_one<T: TypeSource>(path: &FieldPathSpec, symbol: &str, slot: &Slot, t
     let mut hops = Vec::new();
     let mut off = 0u64;
     let mut walked = path.param.clone();
-    for (i, field) in path.fields.iter().enumerate() {
+    // Promoted fields become explicit steps through their embedded field,
+    // one level at a time, so a path grows by at most one name per field.
+    let mut fields = path.fields.clone();
+    let mut i = 0;
+    while i < fields.len() {
+        let field = fields[i].clone();
         let struct_name = types.name_of(&cur);
         let Shape::Struct(members) = types.shape(&cur) else {
             return fail(format!("{walked} ({struct_name}) has no fields"));
         };
-        let Some((_, member_off, member_ty)) = members.iter().find(|(n, ..)| n == field) else {
+        let Some((_, member_off, member_ty)) = members.iter().find(|(n, ..)| *n == field) else {
+            let holders = promoted_from(types, &members, &types.embedded(&cur), &field);
+            match holders.as_slice() {
+                [one] if fields.len() < 2 * MAX_FIELDS => {
+                    fields.insert(i, one.clone());
+                    continue;
+                }
+                [] => {}
+                many => {
+                    return fail(format!(
+                        "{struct_name}.{field} is ambiguous: embedded {} all have it; name one",
+                        many.join(", ")
+                    ));
+                }
+            }
             let names: Vec<&str> = members.iter().map(|(n, ..)| n.as_str()).filter(|n| !n.is_empty()).collect();
             let what = format!("{struct_name} has no field {field}; it has {}", list(&names));
             return fail(if types.complete() { what } else { stripped_hint(what) });
         };
+        let field = &field;
         secret |= secrets::is_secret_name(field);
         walked = format!("{walked}.{field}");
         let at = off.checked_add(*member_off).filter(|&a| a <= u64::from(u32::MAX));
         let Some(at) = at else { return fail(format!("{walked}: offset out of range")) };
         let shape = member_ty.as_ref().map_or(Shape::Opaque("of an unknown type"), |t| types.shape(t));
         let ty_name = member_ty.as_ref().map_or_else(|| "?".to_string(), |t| types.name_of(t));
-        if i + 1 == path.fields.len() {
+        if i + 1 == fields.len() {
             let leaf = match shape {
                 Shape::String => Leaf::String,
                 Shape::Int(size @ (1 | 2 | 4 | 8)) => Leaf::Int(size as u8),
@@ -473,8 +508,30 @@ fn resolve_one<T: TypeSource>(path: &FieldPathSpec, symbol: &str, slot: &Slot, t
                 return fail(format!("{walked} is a {ty_name}, which has no fields"));
             }
         }
+        i += 1;
     }
     fail("name at least one field".into())
+}
+
+/// The embedded fields of a struct (`members`, `embedded` naming the
+/// embedded ones) whose struct, inline or pointed to, has a field `field`.
+fn promoted_from<T: TypeSource>(
+    types: &T,
+    members: &[(String, u64, Option<T::Id>)],
+    embedded: &[String],
+    field: &str,
+) -> Vec<String> {
+    let has = |id: &T::Id| matches!(types.shape(id), Shape::Struct(m) if m.iter().any(|(n, ..)| n == field));
+    members
+        .iter()
+        .filter(|(n, ..)| embedded.contains(n))
+        .filter(|(_, _, ty)| match ty.as_ref().map(|t| types.shape(t)) {
+            Some(Shape::Struct(_)) => ty.as_ref().is_some_and(has),
+            Some(Shape::Pointer(Some(target))) => has(&target),
+            _ => false,
+        })
+        .map(|(n, ..)| n.clone())
+        .collect()
 }
 
 /// One function's paths from two sources (the user's `--capture` and a
@@ -633,6 +690,10 @@ mod tests {
                 "io.Reader" => Shape::Opaque("an interface"),
                 "[]byte" => Shape::Opaque("a slice"),
                 "Inline" => Shape::Struct(vec![("Name".into(), 8, Some("string".into()))]),
+                "Amb" => Shape::Struct(vec![
+                    ("Left".into(), 0, Some("Inline".into())),
+                    ("Right".into(), 16, Some("*Inline".into())),
+                ]),
                 _ => Shape::Struct(vec![
                     ("Next".into(), 8, Some(format!("*{id}x"))),
                     ("Self".into(), 16, Some(format!("*{id}"))),
@@ -646,6 +707,13 @@ mod tests {
         }
         fn complete(&self) -> bool {
             true
+        }
+        fn embedded(&self, id: &String) -> Vec<String> {
+            match id.as_str() {
+                "Amb" => vec!["Left".into(), "Right".into()],
+                "Inline" | "string" | "int" => Vec::new(),
+                _ => vec!["In".into(), "Self".into()],
+            }
         }
     }
 
@@ -662,6 +730,21 @@ mod tests {
         assert_eq!((r.hops.as_slice(), r.leaf_off), (&[8, 8][..], 32));
         let r = one("a.Self.Self.Self.N").unwrap();
         assert_eq!((r.hops.as_slice(), r.leaf_off, r.leaf), (&[16, 16, 16][..], 88, Leaf::Int(8)));
+    }
+
+    /// Go promotes the fields of embedded fields: `a.Name` is
+    /// `a.In.Name` when `In` is embedded, through a pointer too.
+    #[test]
+    fn promoted_fields_go_through_their_embedded_field() {
+        let r = one("a.Name").unwrap();
+        assert_eq!((r.hops.as_slice(), r.leaf_off, r.text.as_str()), (&[][..], 32, "a.Name"));
+        let r = one("a.Next.Name").unwrap();
+        assert_eq!((r.hops.as_slice(), r.leaf_off), (&[8][..], 32));
+        let spec = CaptureSpec::parse("x.Name").unwrap();
+        let e = resolve(&spec, "f", &[slot("x", "*Amb")], &Chain).unwrap_err();
+        assert!(e.contains("Amb.Name is ambiguous: embedded Left, Right"), "{e}");
+        let r = resolve(&CaptureSpec::parse("x.Right.Name").unwrap(), "f", &[slot("x", "*Amb")], &Chain).unwrap();
+        assert_eq!((r[0].hops.as_slice(), r[0].leaf_off), (&[16][..], 8), "naming one resolves it");
     }
 
     #[test]
@@ -689,8 +772,8 @@ mod tests {
         assert!(one("a.Self.Token").unwrap().secret);
         assert!(!one("a.In.Name").unwrap().secret);
         let spec = CaptureSpec::parse("token.Name").unwrap();
-        let got = resolve(&spec, "f", &[slot("token", "*Inline2")], &Chain);
-        assert!(got.is_err(), "Inline2 has no Name: {got:?}");
+        let got = resolve(&spec, "f", &[slot("token", "*Inline2")], &Chain).unwrap();
+        assert!(got[0].secret, "the parameter's name marks the whole path");
         let spec = CaptureSpec::parse("bearerToken.In.Name").unwrap();
         assert!(resolve(&spec, "f", &[slot("bearerToken", "*T")], &Chain).unwrap()[0].secret);
         // Every string of a token authenticator is a token.

@@ -39,6 +39,8 @@ const MAX_INFLATE_RATIO: u64 = 64;
 
 /// Go's `DW_AT_go_kind` (cmd/internal/dwarf), holding a `reflect.Kind`.
 const DW_AT_GO_KIND: DwAt = DwAt(0x2900);
+/// Go's `DW_AT_go_embedded_field`: the member is an embedded field.
+const DW_AT_GO_EMBEDDED_FIELD: DwAt = DwAt(0x2903);
 
 /// What the Go register ABI needs to know about a value's type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,6 +282,23 @@ impl Dwarf {
             .min_by_key(|t| t.0)
     }
 
+    /// Names of the embedded fields of struct type `id` (typedefs
+    /// followed), whose fields Go promotes.
+    pub fn type_embedded(&self, id: TypeId) -> Vec<&str> {
+        let mut offset = id.0;
+        for _ in 0..MAX_TYPE_DEPTH {
+            let Some(t) = self.types.0.get(&offset) else { break };
+            match (t.tag, t.target) {
+                (gimli::DW_TAG_typedef, Some(next)) => offset = next,
+                (gimli::DW_TAG_structure_type, _) => {
+                    return t.embedded.iter().filter_map(|&i| t.members.get(i)).map(|m| m.0.as_str()).collect();
+                }
+                _ => break,
+            }
+        }
+        Vec::new()
+    }
+
     /// The Go name of a type.
     pub fn type_name(&self, id: TypeId) -> Option<&str> {
         self.types.0.get(&id.0)?.name.as_deref()
@@ -371,6 +390,8 @@ struct TypeDie {
     encoding: Option<gimli::DwAte>,
     /// Struct members: name, type, offset.
     members: Vec<(String, Option<u64>, u64)>,
+    /// Indexes into `members` of the embedded fields.
+    embedded: Vec<usize>,
     /// Array element count, from the `DW_TAG_subrange_type` child.
     count: Option<u64>,
 }
@@ -511,6 +532,9 @@ impl Raw {
                         // something ktrace can place, so the member is left
                         // out rather than given a made-up offset.
                         if let Some(at) = at {
+                            if die.attr_value(DW_AT_GO_EMBEDDED_FIELD).is_some_and(|v| flag(&v)) {
+                                t.embedded.push(t.members.len());
+                            }
                             t.members.push((name().unwrap_or_default(), ty, at));
                         }
                     } else {
@@ -535,6 +559,7 @@ impl Raw {
                             _ => None,
                         },
                         members: Vec::new(),
+                        embedded: Vec::new(),
                         count: None,
                     };
                     self.types.insert(offset, t);
@@ -727,6 +752,7 @@ mod tests {
             go_kind: None,
             encoding: None,
             members,
+            embedded: Vec::new(),
             count: None,
         }
     }
