@@ -43,6 +43,9 @@ use crate::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer.bpf.o"));
 
 const PROGRAM: &str = "ktrace_site";
+/// Bytes of the `--capture` ring buffer when paths are set: about 3 500
+/// records of 600 bytes, drained every 50 ms.
+const CAPTURE_RING_BYTES: u32 = 2 << 20;
 const BARE_PROGRAM: &str = "ktrace_bare";
 
 /// Errors from loading or attaching probes.
@@ -251,8 +254,14 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
 /// no call is counted unfiltered.
 fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<Ebpf, AttachError> {
     let n = sites.len().max(1) as u32;
-    let mut ebpf =
-        EbpfLoader::new().map_max_entries("HIST", n).map_max_entries("CAPTURE_CONFIG", n).load(EBPF_OBJECT)?;
+    // The --capture ring is 2 MiB only when something is captured; the
+    // kernel's smallest ring buffer is one page.
+    let capture_ring = if options.fields.iter().any(Option::is_some) { CAPTURE_RING_BYTES } else { 4096 };
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("HIST", n)
+        .map_max_entries("CAPTURE_CONFIG", n)
+        .map_max_entries("CAPTURES", capture_ring)
+        .load(EBPF_OBJECT)?;
     let mut config_map: Array<_, FuncConfig> = open_mut(&mut ebpf, "FUNC_CONFIG")?;
     for (id, (_, config)) in sites.iter().enumerate() {
         config_map.set(id as u32, config, 0).map_err(map_err("FUNC_CONFIG"))?;
