@@ -270,6 +270,14 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         w.record(&Record::Profile(p))?;
     }
     let detached = std::mem::take(&mut state.detached);
+    if state.pending.evicted > 0 {
+        eprintln!(
+            "ktrace: warning: --capture: the values of {} calls waited past {} others for their call's event and \
+             were dropped",
+            state.pending.evicted,
+            events::MAX_PENDING
+        );
+    }
     if let Some(e) = state.write_error.take() {
         return Err(e.into());
     }
