@@ -202,6 +202,9 @@ pub const CFG_FILTER_ARG: u32 = 1 << 5;
 /// The function is detached: its entry probe, if it still fires, counts
 /// nothing.
 pub const CFG_OFF: u32 = 1 << 6;
+/// `--capture`: read the field paths of the function's [`CaptureConfig`] at
+/// entry and send them as a [`CaptureEvent`].
+pub const CFG_CAPTURE: u32 = 1 << 7;
 
 /// What the kernel does for one function, set by user space before attach
 /// and changed while running (e.g. to stop tracking a detached function).
@@ -292,6 +295,9 @@ pub const FRAME_SKIP: u32 = 1 << 0;
 pub const FRAME_ANCHOR: u32 = 1 << 1;
 /// The call has a secret argument whose length is in `secret_len`.
 pub const FRAME_SECRET: u32 = 1 << 2;
+/// The call's `--capture` values were sent at entry: its call event is
+/// never sampled out, so the values always find their call.
+pub const FRAME_CAPTURED: u32 = 1 << 3;
 
 /// The traced calls in flight on one goroutine, innermost last.
 #[repr(C)]
@@ -347,6 +353,103 @@ pub const EV_STR: u32 = 1 << 1;
 /// The secret argument's length was read (see [`CallEvent::secret_len`]).
 pub const EV_SECRET: u32 = 1 << 2;
 
+/// Field paths read per function (`--capture`).
+pub const MAX_CAPTURES: usize = 4;
+/// Pointers followed per field path, the parameter's own included: a path
+/// follows at most `MAX_DEREFS - 1` pointer fields.
+pub const MAX_DEREFS: usize = 4;
+
+/// Nothing to read.
+pub const LEAF_NONE: u8 = 0;
+/// A Go `string`: its bytes (up to [`STR_CAP`]) and its length.
+pub const LEAF_STRING: u8 = 1;
+/// An integer, bool or pointer of [`FieldPath::size`] bytes, read as a
+/// little-endian number.
+pub const LEAF_INT: u8 = 2;
+/// A secret `string`: its length word only, never its bytes.
+pub const LEAF_STRING_LEN: u8 = 3;
+
+/// One `--capture` field path, as the kernel follows it: the pointer
+/// parameter at `base`, then `hops` pointer fields (each at `offsets[i]`
+/// from the struct the previous pointer points at), then the leaf at
+/// `leaf_off` from the last struct. Inline struct fields need no hop:
+/// their offsets are already added in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldPath {
+    /// Where the pointer parameter the path starts from lives at entry.
+    pub base: ArgLoc,
+    /// `LEAF_*`.
+    pub leaf: u8,
+    /// Bytes of an integer leaf: 1, 2, 4 or 8.
+    pub size: u8,
+    /// Pointer fields followed after the parameter, at most `MAX_DEREFS - 1`.
+    pub hops: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// Offset of the leaf in the last struct reached.
+    pub leaf_off: u32,
+    /// Offset of each followed pointer field in the struct before it.
+    pub offsets: [u32; MAX_DEREFS - 1],
+    /// Explicit padding.
+    pub _pad2: u32,
+}
+
+/// The field paths the kernel reads at one function's entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Paths in use, at most [`MAX_CAPTURES`].
+    pub count: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The paths; only `paths[..count]` are meaningful.
+    pub paths: [FieldPath; MAX_CAPTURES],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, integer fields with explicit padding only.
+unsafe impl aya::Pod for CaptureConfig {}
+
+/// The path was read: `num`, or `len` and `bytes`, hold its value.
+pub const CAP_OK: u32 = 1 << 0;
+/// A pointer on the path was nil.
+pub const CAP_NIL: u32 = 1 << 1;
+/// Reading the target's memory faulted.
+pub const CAP_FAULT: u32 = 1 << 2;
+
+/// One field path's value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CaptureValue {
+    /// `CAP_*`.
+    pub flags: u32,
+    /// A string leaf's length as the target holds it (may exceed [`STR_CAP`]).
+    pub len: u32,
+    /// An integer leaf's value.
+    pub num: u64,
+    /// The first `min(len, STR_CAP)` bytes of a string leaf.
+    pub bytes: [u8; STR_CAP],
+}
+
+/// The field paths of one call, read at entry and sent through their own
+/// ring buffer; user space joins it to the call's [`CallEvent`] by
+/// `(g, start_ns, func)` when the call returns.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CaptureEvent {
+    /// Function id.
+    pub func: u32,
+    /// Values in use (the function's [`CaptureConfig::count`]).
+    pub count: u32,
+    /// Address of the goroutine's `runtime.g`.
+    pub g: u64,
+    /// Entry time, the same value as the call's [`CallEvent::start_ns`].
+    pub start_ns: u64,
+    /// One value per path, in the config's order.
+    pub values: [CaptureValue; MAX_CAPTURES],
+}
+
 /// A `--filter` is set: see [`Filter`].
 pub const FILTER_ON: u32 = 1 << 0;
 /// The pattern is a prefix (it ended in `*`); otherwise the value must
@@ -395,6 +498,8 @@ impl GlobalStats {
         self.sampled_out += other.sampled_out;
         self.emitted += other.emitted;
         self.goexit_cleanups += other.goexit_cleanups;
+        self.captures += other.captures;
+        self.captures_dropped += other.captures_dropped;
     }
 }
 
@@ -414,6 +519,10 @@ pub struct GlobalStats {
     pub emitted: u64,
     /// Goroutine exits that discarded abandoned in-flight calls.
     pub goexit_cleanups: u64,
+    /// `--capture` records sent.
+    pub captures: u64,
+    /// `--capture` records lost because their ring buffer was full.
+    pub captures_dropped: u64,
 }
 
 #[cfg(feature = "user")]
@@ -436,7 +545,12 @@ mod tests {
         assert_eq!(size_of::<GStack>(), 8 + MAX_DEPTH * size_of::<Frame>());
         assert_eq!(size_of::<CallEvent>(), 64 + 8 * MAX_SCALARS + 8 + STR_CAP);
         assert_eq!(size_of::<GlobalConfig>(), 24);
-        assert_eq!(size_of::<GlobalStats>(), 32);
+        assert_eq!(size_of::<GlobalStats>(), 48);
+        assert_eq!(size_of::<FieldPath>(), 8 + 8 + 4 * MAX_DEREFS);
+        assert_eq!(size_of::<CaptureConfig>(), 8 + MAX_CAPTURES * size_of::<FieldPath>());
+        assert_eq!(size_of::<CaptureValue>(), 16 + STR_CAP);
+        assert_eq!(size_of::<CaptureEvent>(), 24 + MAX_CAPTURES * size_of::<CaptureValue>());
+        assert_eq!(align_of::<CaptureEvent>(), 8);
         // The ring buffer reserves 8-byte aligned records.
         assert_eq!(align_of::<CallEvent>(), 8);
         assert_eq!(STR_CAP & (STR_CAP - 1), 0, "the probe masks string lengths with STR_CAP - 1");

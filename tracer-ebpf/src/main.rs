@@ -22,6 +22,17 @@
 //!
 //! Secret arguments: only the length word is read, never the bytes.
 //!
+//! `--capture` field paths are read at entry of a tracked, kept call, right
+//! after its frame gets its start time, and sent at once through their own
+//! ring buffer (`CAPTURES`) with the function, `g` and that start time;
+//! user space joins them to the call's event when the call returns. The
+//! frames do not grow (12 frames in every goroutine's entry of an LRU map
+//! would pay for 4 paths of 128 bytes each), and captures are never
+//! sampled: a full ring drops them, and counts the drop. The call event of
+//! a call whose values were sent is not sampled either, so the values
+//! always find their call (a function with paths is one the user wants
+//! every call of, like a request's root handler).
+//!
 //! RET: pops the innermost frame of the same function, so recursion pairs
 //! correctly and frames left by a call that panicked and was recovered are
 //! dropped when an outer call returns. Under an overhead budget user space
@@ -41,10 +52,14 @@ use aya_ebpf::{
     programs::{ProbeContext, tracing::StackIdContext},
 };
 use tracer_common::{
-    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_OFF, CFG_STACKS, CFG_TRACK, CallEvent, Cookie,
-    EV_ERROR, EV_SECRET, EV_STR, FILTER_ON, FILTER_PREFIX, FRAME_ANCHOR, FRAME_SECRET, FRAME_SKIP, Filter, FuncConfig,
-    FuncCounters, GStack, GlobalConfig, GlobalStats, LOC_REG, LOC_STACK, MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP,
-    SiteKind, hist,
+    ArgLoc, CAP_FAULT, CAP_NIL, CAP_OK, CFG_ARGS, CFG_CAPTURE, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_OFF,
+    CFG_STACKS, CFG_TRACK, CallEvent, Cookie, EV_ERROR, EV_SECRET, EV_STR, FILTER_ON, FILTER_PREFIX, FRAME_ANCHOR,
+    FRAME_SECRET, FRAME_SKIP, Filter, FuncConfig, FuncCounters, GStack, GlobalConfig, GlobalStats, LOC_REG, LOC_STACK,
+    MAX_DEPTH, MAX_FUNCS, MAX_SCALARS, STR_CAP, SiteKind, hist,
+};
+use tracer_common::{
+    CaptureConfig, CaptureEvent, CaptureValue, FRAME_CAPTURED, FieldPath, LEAF_INT, LEAF_STRING, LEAF_STRING_LEN,
+    MAX_CAPTURES, MAX_DEREFS,
 };
 
 #[map]
@@ -71,6 +86,12 @@ static SCRATCH: PerCpuArray<GStack> = PerCpuArray::with_max_entries(1, 0);
 static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+/// `--capture` field paths per function.
+#[map]
+static CAPTURE_CONFIG: Array<CaptureConfig> = Array::with_max_entries(MAX_FUNCS, 0);
+/// `--capture` values, one record per kept call of a function with paths.
+#[map]
+static CAPTURES: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
@@ -220,6 +241,115 @@ fn on_entry(ctx: &ProbeContext, regs: &pt_regs, cookie: Cookie) {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     frame.start_ns = unsafe { bpf_ktime_get_ns() };
     stack.depth = depth as u32 + 1;
+    if cfg.flags & CFG_CAPTURE != 0 && capture(args, sp, func, g, frame.start_ns) {
+        frame.flags |= FRAME_CAPTURED;
+    }
+}
+
+/// Reads the function's `--capture` paths and sends them, keyed by the
+/// call's `(g, start_ns, func)`; true when they were sent.
+#[inline(always)]
+fn capture(args: &[u64; 9], sp: u64, func: u32, g: u64, start_ns: u64) -> bool {
+    let Some(cc) = CAPTURE_CONFIG.get(func) else { return false };
+    let Some(stats) = STATS.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU slot.
+    let stats = unsafe { &mut *stats };
+    let Some(mut entry) = CAPTURES.reserve::<CaptureEvent>(0) else {
+        stats.captures_dropped += 1;
+        return false;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved record of the right size; the
+    // header and every value's flags, len and num are written before submit
+    // (user space reads bytes only up to a value's len).
+    unsafe {
+        (*ev).func = func;
+        (*ev).count = cc.count;
+        (*ev).g = g;
+        (*ev).start_ns = start_ns;
+        for i in 0..MAX_CAPTURES {
+            let v = &mut (*ev).values[i];
+            v.flags = 0;
+            v.len = 0;
+            v.num = 0;
+            if i < cc.count as usize {
+                read_path(args, sp, &cc.paths[i], v);
+            }
+        }
+    }
+    stats.captures += 1;
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    true
+}
+
+/// Follows one field path from its pointer parameter and reads its leaf.
+#[inline(always)]
+fn read_path(args: &[u64; 9], sp: u64, path: &FieldPath, v: &mut CaptureValue) {
+    let mut addr = read_arg(args, sp, &path.base);
+    for hop in 0..MAX_DEREFS - 1 {
+        if hop >= path.hops as usize {
+            break;
+        }
+        if addr == 0 {
+            v.flags = CAP_NIL;
+            return;
+        }
+        let at = addr.wrapping_add(path.offsets[hop] as u64);
+        // SAFETY: reads user memory through the helper, which faults safely.
+        match unsafe { bpf_probe_read_user(at as *const u64) } {
+            Ok(next) => addr = next,
+            Err(_) => {
+                v.flags = CAP_FAULT;
+                return;
+            }
+        }
+    }
+    if addr == 0 {
+        v.flags = CAP_NIL;
+        return;
+    }
+    let at = addr.wrapping_add(path.leaf_off as u64);
+    match path.leaf {
+        LEAF_INT => {
+            let n = (path.size as usize) & 15;
+            let mut word = [0u8; 8];
+            if n == 0 || n > 8 {
+                return;
+            }
+            // SAFETY: reads user memory through the helper.
+            if unsafe { bpf_probe_read_user_buf(at as *const u8, &mut word[..n]) }.is_err() {
+                v.flags = CAP_FAULT;
+                return;
+            }
+            v.num = u64::from_le_bytes(word);
+        }
+        LEAF_STRING | LEAF_STRING_LEN => {
+            // SAFETY: reads user memory through the helper.
+            let Ok(len) = (unsafe { bpf_probe_read_user((at + 8) as *const u64) }) else {
+                v.flags = CAP_FAULT;
+                return;
+            };
+            v.len = len.min(u32::MAX as u64) as u32;
+            if path.leaf == LEAF_STRING {
+                // SAFETY: reads user memory through the helper.
+                let Ok(ptr) = (unsafe { bpf_probe_read_user(at as *const u64) }) else {
+                    v.flags = CAP_FAULT;
+                    return;
+                };
+                let n = (len.min(STR_CAP as u64) as usize) & (STR_CAP * 2 - 1);
+                if n > 0
+                    && n <= STR_CAP
+                    // SAFETY: reads user memory through the helper.
+                    && unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut v.bytes[..n]) }.is_err()
+                {
+                    v.flags = CAP_FAULT;
+                    return;
+                }
+            }
+        }
+        _ => return,
+    }
+    v.flags = CAP_OK;
 }
 
 /// True when the `--filter` argument of this call matches the pattern: equal
@@ -418,7 +548,7 @@ fn emit(g: u64, frame: &tracer_common::Frame, dur: u64, mut flags: u32) {
     let stats = unsafe { &mut *stats };
     let global = CONFIG.get(0).copied().unwrap_or_default();
     let seq = stats.emitted + stats.sampled_out + stats.dropped;
-    if seq & global.sample_mask != 0 {
+    if seq & global.sample_mask != 0 && frame.flags & FRAME_CAPTURED == 0 {
         stats.sampled_out += 1;
         return;
     }

@@ -192,6 +192,13 @@ impl Outcome<'_> {
             out.push(format!("--filter {f}: {filtered} calls left out; every count is of kept calls"));
         }
         let s = &self.stats;
+        if s.captures_dropped > 0 {
+            out.push(format!(
+                "--capture: {} records sent, {} dropped (their ring buffer was full); those calls have no field \
+                 values",
+                s.captures, s.captures_dropped
+            ));
+        }
         if s.dropped + s.sampled_out > 0 {
             out.push(format!(
                 "call events: {} recorded, {} sampled out under load, {} dropped (ring buffer full); counts and \

@@ -9,7 +9,7 @@ use analyzer::{
     requests,
     trace::{self, Header, TracedFunction},
 };
-use tracer_common::FuncConfig;
+use tracer_common::{CaptureConfig, FuncConfig};
 
 use crate::{
     attach::{
@@ -20,7 +20,9 @@ use crate::{
     plan::{
         Planner, ProbePlan, Target,
         abi::{self, Registers, Slot},
-        arch, secrets, signatures,
+        arch,
+        fields::{self, CaptureSpec, Resolved, Table, TypeSource},
+        secrets, signatures,
     },
     resolve::{Binary, Function, Param},
     spec,
@@ -44,6 +46,8 @@ pub struct Traced {
     pub config: FuncConfig,
     /// What user space reads back from its events.
     pub captures: Captures,
+    /// Its `--capture` field paths as the kernel reads them, if any.
+    pub fields: Option<CaptureConfig>,
     /// The presets of [`GROUPS`] it belongs to.
     pub groups: Vec<String>,
 }
@@ -81,10 +85,97 @@ pub fn layout(function: &Function, params: Option<&[Param]>, regs: &Registers) -
     })
 }
 
+/// Resolves `--capture` for every plan (`layouts[i]` is `plans[i]`'s):
+/// the paths each function has, with offsets from `types` (DWARF: the
+/// target's own or the `--symbols` file's), else from the table of field
+/// offsets for the binary's Go release. Fails, in one line, on a path that
+/// does not resolve in a function that has its parameter, and on a
+/// parameter no traced function has. Call it while the DWARF is loaded.
+pub fn resolve_fields(
+    binary: &Binary,
+    spec: &CaptureSpec,
+    plans: &[ProbePlan],
+    layouts: &[Layout],
+    types: Option<&crate::resolve::Dwarf>,
+) -> Result<Vec<Vec<Resolved>>, Error> {
+    let out = resolve_fields_where_present(binary, spec, plans, layouts, types)?;
+    let names = plans
+        .iter()
+        .zip(layouts)
+        .flat_map(|(plan, layout)| config::param_names(layout.as_deref().filter(|_| plan.target == Target::Function)));
+    fields::check_params(spec, names).map_err(Error::Input)?;
+    Ok(out)
+}
+
+/// Like [`resolve_fields`], but a path whose parameter no traced function
+/// has is left out instead of refused: for captures a preset adds by
+/// default (e.g. `r.Method,r.URL.Path` on a request's root handler). A
+/// path that does not resolve where its parameter exists still fails.
+pub fn resolve_fields_where_present(
+    binary: &Binary,
+    spec: &CaptureSpec,
+    plans: &[ProbePlan],
+    layouts: &[Layout],
+    types: Option<&crate::resolve::Dwarf>,
+) -> Result<Vec<Vec<Resolved>>, Error> {
+    let table = binary
+        .build_info()
+        .and_then(|b| b.minor_version())
+        .and_then(|minor| Table::for_release(binary.machine(), minor));
+    let types = types.map(fields::Memo::new);
+    let mut out = Vec::with_capacity(plans.len());
+    for (plan, layout) in plans.iter().zip(layouts) {
+        // Arguments are in their ABI places only at a function's own entry.
+        let Some(slots) = layout.as_deref().filter(|_| plan.target == Target::Function) else {
+            out.push(Vec::new());
+            continue;
+        };
+        let symbol = plan.function.name.as_str();
+        let resolved = match (&types, &table) {
+            (Some(dwarf), _) => fields::resolve(spec, symbol, slots, dwarf),
+            (None, Some(table)) => fields::resolve(spec, symbol, slots, table),
+            (None, None) => resolve_without_types(spec, symbol, slots, binary),
+        };
+        out.push(resolved.map_err(Error::Input)?);
+    }
+    Ok(out)
+}
+
+/// A stripped binary of a Go release the table lacks: any path that
+/// applies is an error suggesting `--symbols`.
+fn resolve_without_types(
+    spec: &CaptureSpec,
+    symbol: &str,
+    slots: &[Slot],
+    binary: &Binary,
+) -> Result<Vec<Resolved>, String> {
+    struct Nothing;
+    impl TypeSource for Nothing {
+        type Id = ();
+        fn named(&self, _: &str) -> Option<()> {
+            None
+        }
+        fn name_of(&self, _: &()) -> String {
+            String::new()
+        }
+        fn shape(&self, _: &()) -> fields::Shape<()> {
+            fields::Shape::Opaque("unknown")
+        }
+        fn complete(&self) -> bool {
+            false
+        }
+    }
+    fields::resolve(spec, symbol, slots, &Nothing).map_err(|e| {
+        let go = binary.build_info().map_or("an unknown Go release".to_string(), |b| b.go_version.clone());
+        format!("{e}; ktrace has no field offsets for {go}")
+    })
+}
+
 impl Setup {
     /// One record per plan (`layouts[i]` is `plans[i]`'s), with the kernel
-    /// config and captures `wants` and `filter` call for. A `--filter`
-    /// argument no traced function has is an error.
+    /// config and captures `wants` and `filter` call for, and the
+    /// `--capture` paths `fields[i]` (from [`resolve_fields`]; empty when
+    /// none). A `--filter` argument no traced function has is an error.
     pub fn new(
         binary: &Binary,
         functions: &[Function],
@@ -92,6 +183,7 @@ impl Setup {
         layouts: Vec<Layout>,
         wants: Wants,
         filter: Option<&FilterSpec>,
+        fields: Vec<Vec<Resolved>>,
     ) -> Result<Self, Error> {
         let mut warnings = Vec::new();
         if let Some(f) = filter {
@@ -107,13 +199,17 @@ impl Setup {
             warnings = f.check(labels.iter().map(String::as_str).zip(&found)).map_err(Error::Input)?;
         }
         let groups = groups_of(&plans);
+        let mut fields = fields.into_iter();
         let traced = plans
             .into_iter()
             .zip(layouts)
             .zip(groups)
             .map(|((plan, layout), groups)| {
-                let (config, captures) = config::build(&plan, layout.as_deref(), wants, filter.map(|f| f.arg.as_str()));
-                Traced { plan, layout, config, captures, groups }
+                let (mut config, mut captures) =
+                    config::build(&plan, layout.as_deref(), wants, filter.map(|f| f.arg.as_str()));
+                let paths = fields.next().unwrap_or_default();
+                let fields = config::add_fields(&mut config, &mut captures, &paths, wants.unredacted_args);
+                Traced { plan, layout, config, captures, fields, groups }
             })
             .collect();
         let goexit = functions
@@ -121,6 +217,11 @@ impl Setup {
             .find(|f| f.name == "runtime.goexit1")
             .and_then(|f| Planner::new(binary, functions).plan(f).ok());
         Ok(Self { traced, goexit, warnings })
+    }
+
+    /// The `--capture` configs, in function-id order.
+    pub fn field_configs(&self) -> Vec<Option<CaptureConfig>> {
+        self.traced.iter().map(|t| t.fields).collect()
     }
 
     /// The plans and kernel configs, in function-id order.
@@ -175,12 +276,24 @@ impl Setup {
                 "warning: --unredacted-args: secret arguments (tokens, passwords, keys) are captured in the clear{}",
                 if to_file { " and written to the trace file" } else { "" }
             ));
-        } else if args {
+        } else if args || self.traced.iter().any(|t| !t.captures.fields.is_empty()) {
             let secrets: Vec<String> = self
                 .traced
                 .iter()
                 .filter_map(|t| t.captures.secret.as_ref().map(|s| format!("{s} of {}", t.plan.label())))
                 .collect();
+            let redacted: Vec<String> = self
+                .traced
+                .iter()
+                .flat_map(|t| {
+                    t.captures
+                        .fields
+                        .iter()
+                        .filter(|f| f.redacted)
+                        .map(move |f| format!("{} of {}", f.key, t.plan.label()))
+                })
+                .collect();
+            let secrets: Vec<String> = secrets.into_iter().chain(redacted).collect();
             if !secrets.is_empty() {
                 out.push(format!(
                     "{} secret argument{} recorded as <redacted N bytes>, never read: {}",

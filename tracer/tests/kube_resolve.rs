@@ -576,3 +576,78 @@ fn goroutine_offsets_table_matches_dwarf() {
     }
     eprintln!("checked Go releases: {checked:?}");
 }
+
+/// Every row of the `--capture` field table for stripped builds equals
+/// what DWARF says, in the go1.26 kube-apiserver and the go1.19 target.
+#[test]
+fn field_offsets_table_matches_dwarf() {
+    use tracer::plan::fields::{Shape, TABLE, TableField, TypeSource};
+    let mut checked = Vec::new();
+    let mut builds = Vec::new();
+    if let Some(p) = kube(Kube::Release) {
+        builds.push(p);
+    }
+    match testkit::target_binary(testkit::Variant::Debug) {
+        Ok(p) => builds.push(p),
+        Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
+    }
+    for path in builds {
+        let binary = Binary::open(&path).unwrap();
+        let minor = binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
+        let dwarf = binary.dwarf().unwrap().expect("DWARF");
+        let (_, _, structs) =
+            TABLE.iter().find(|(m, v, _)| *m == binary.machine() && *v == minor).expect("a row for this release");
+        for (name, fields) in *structs {
+            let id = dwarf.named(name).unwrap_or_else(|| panic!("go1.{minor}: no {name} in DWARF"));
+            let Shape::Struct(members) = dwarf.shape(&id) else { panic!("go1.{minor}: {name} is not a struct") };
+            for (field, off, kind) in *fields {
+                let (_, at, ty) = members
+                    .iter()
+                    .find(|(n, ..)| n == field)
+                    .unwrap_or_else(|| panic!("go1.{minor}: {name} has no {field}"));
+                assert_eq!(at, off, "go1.{minor}: offset of {name}.{field}");
+                let shape = dwarf.shape(ty.as_ref().expect("a member type"));
+                match kind {
+                    TableField::Str => assert_eq!(shape, Shape::String, "go1.{minor}: {name}.{field}"),
+                    TableField::Int(n) => assert_eq!(shape, Shape::Int(u64::from(*n)), "go1.{minor}: {name}.{field}"),
+                    TableField::Ptr(to) => {
+                        let Shape::Pointer(Some(t)) = shape else { panic!("go1.{minor}: {name}.{field} is {shape:?}") };
+                        assert_eq!(dwarf.name_of(&t), *to, "go1.{minor}: {name}.{field}");
+                    }
+                }
+                checked.push(format!("go1.{minor} {name}.{field}"));
+            }
+        }
+    }
+    eprintln!("checked: {checked:?}");
+}
+
+/// Go promotes the fields of embedded fields, and so does `--capture`:
+/// `cm.Name` of a `*v1.ConfigMap` is `cm.ObjectMeta.Name` (ObjectMeta is
+/// embedded, marked `DW_AT_go_embedded_field` in Go's DWARF).
+#[test]
+fn promoted_fields_resolve_like_their_full_path() {
+    use tracer::plan::{
+        abi::{Location, Slot},
+        fields::{self, CaptureSpec},
+    };
+    let Some(path) = kube(Kube::Release) else { return };
+    let dwarf = Binary::open(&path).unwrap().dwarf().unwrap().expect("DWARF");
+    let slot = Slot {
+        name: "cm".into(),
+        type_name: "*k8s.io/api/core/v1.ConfigMap".into(),
+        is_result: false,
+        location: Location::Registers(vec!["RAX"]),
+        secret: false,
+    };
+    let at = |p: &str| {
+        let r = fields::resolve(&CaptureSpec::parse(p).unwrap(), "f", std::slice::from_ref(&slot), &dwarf)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (r[0].hops.clone(), r[0].leaf_off, r[0].leaf)
+    };
+    assert_eq!(at("cm.Name"), at("cm.ObjectMeta.Name"));
+    assert_eq!(at("cm.Namespace"), at("cm.ObjectMeta.Namespace"));
+    assert_eq!(at("cm.Kind"), at("cm.TypeMeta.Kind"));
+    assert_ne!(at("cm.Name").1, at("cm.Kind").1);
+    eprintln!("cm.Name at {:?}, cm.Kind at {:?}", at("cm.Name"), at("cm.Kind"));
+}

@@ -14,15 +14,21 @@
 //!
 //! `--filter ARG=PATTERN`: a function with a string parameter named ARG gets
 //! its location, and the kernel compares it with the pattern at entry.
+//!
+//! `--capture` field paths ([`fields`]) become the function's
+//! `CaptureConfig`: a secret string leaf is read as its length only
+//! (`LEAF_STRING_LEN`), a secret integer not at all.
 
 use tracer_common::{
-    ArgLoc, CFG_ARGS, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_STACKS, CFG_TRACK, FuncConfig, LOC_REG, LOC_STACK,
-    MAX_SCALARS, REG_NAMES,
+    ArgLoc, CFG_ARGS, CFG_CAPTURE, CFG_EMIT, CFG_ERRORS, CFG_FILTER_ARG, CFG_STACKS, CFG_TRACK, CaptureConfig,
+    FieldPath, FuncConfig, LEAF_INT, LEAF_NONE, LEAF_STRING, LEAF_STRING_LEN, LOC_REG, LOC_STACK, MAX_CAPTURES,
+    MAX_DEREFS, MAX_SCALARS, REG_NAMES,
 };
 
 use crate::plan::{
     EntryKind, ProbePlan, Target,
     abi::{Location, Slot},
+    fields::{Leaf, Resolved},
 };
 
 /// What the user asked the kernel to record.
@@ -53,6 +59,70 @@ pub struct Captures {
     pub errors: bool,
     /// True when the function has the `--filter` argument.
     pub filter: bool,
+    /// Its `--capture` field paths, in the kernel's order.
+    pub fields: Vec<Field>,
+}
+
+/// How user space renders one `--capture` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The path as written: its key in the call's `args`.
+    pub key: String,
+    /// How the leaf was read.
+    pub leaf: Leaf,
+    /// A secret: its length only (a string), or nothing (an integer).
+    pub redacted: bool,
+}
+
+/// Adds the `--capture` paths resolved for one function to its config,
+/// when the kernel tracks its calls (a path is read only at the entry of a
+/// tracked, kept call, and sent beside its call event); returns what the
+/// kernel reads. With `unredacted`, secrets are read like anything else.
+pub fn add_fields(
+    config: &mut FuncConfig,
+    captures: &mut Captures,
+    paths: &[Resolved],
+    unredacted: bool,
+) -> Option<CaptureConfig> {
+    if config.flags & CFG_TRACK == 0 || paths.is_empty() {
+        return None;
+    }
+    let mut out = CaptureConfig::default();
+    for path in paths.iter().take(MAX_CAPTURES) {
+        let Some(base) = scalar_loc(&path.base) else { continue };
+        if path.hops.len() >= MAX_DEREFS {
+            continue;
+        }
+        let redacted = path.secret && !unredacted;
+        let (leaf, size) = match (path.leaf, redacted) {
+            (Leaf::String, false) => (LEAF_STRING, 16),
+            (Leaf::String, true) => (LEAF_STRING_LEN, 16),
+            (Leaf::Int(n), false) => (LEAF_INT, n),
+            (Leaf::Int(_), true) => (LEAF_NONE, 0),
+        };
+        let (Ok(leaf_off), Ok(offsets)) = (
+            u32::try_from(path.leaf_off),
+            path.hops.iter().map(|&h| u32::try_from(h)).collect::<Result<Vec<u32>, _>>(),
+        ) else {
+            continue;
+        };
+        let mut p = FieldPath { base, leaf, size, hops: offsets.len() as u8, leaf_off, ..FieldPath::default() };
+        p.offsets[..offsets.len()].copy_from_slice(&offsets);
+        out.paths[out.count as usize] = p;
+        out.count += 1;
+        captures.fields.push(Field { key: path.text.clone(), leaf: path.leaf, redacted });
+    }
+    if out.count == 0 {
+        return None;
+    }
+    config.flags |= CFG_CAPTURE | CFG_EMIT;
+    Some(out)
+}
+
+/// The names of a function's parameters, for `--capture` and `--filter`
+/// messages.
+pub fn param_names(slots: Option<&[Slot]>) -> impl Iterator<Item = &str> + Clone {
+    slots.into_iter().flatten().filter(|s| !s.is_result).map(|s| s.name.as_str())
 }
 
 /// What a function's layout says about the `--filter` argument.
@@ -360,5 +430,40 @@ mod tests {
         assert_eq!(filter_arg(Some(&authenticate_token()), "token"), FilterArg::Secret);
         assert_eq!(filter_arg(None, "key"), FilterArg::Absent);
         assert_eq!(filter_arg(Some(&create()), "~r0"), FilterArg::Absent, "results are not arguments");
+    }
+
+    fn path(text: &str, hops: Vec<u64>, leaf_off: u64, leaf: Leaf, secret: bool) -> Resolved {
+        Resolved { text: text.into(), base: Location::Registers(vec!["RDI"]), hops, leaf_off, leaf, secret }
+    }
+
+    #[test]
+    fn field_paths_become_the_kernels_capture_config() {
+        let wants = Wants { latency: true, ..Default::default() };
+        let (mut c, mut caps) = build(&plan(1), Some(&create()), wants, None);
+        let paths = [
+            path("r.Method", vec![], 0, Leaf::String, false),
+            path("r.URL.Path", vec![16], 56, Leaf::String, false),
+            path("r.Secret.Token", vec![8], 0, Leaf::String, true),
+            path("r.Secret.Pin", vec![8], 16, Leaf::Int(4), true),
+        ];
+        let k = add_fields(&mut c, &mut caps, &paths, false).expect("a capture config");
+        assert_eq!(c.flags & (CFG_CAPTURE | CFG_EMIT), CFG_CAPTURE | CFG_EMIT);
+        assert_eq!(k.count, 4);
+        assert_eq!(
+            (k.paths[0].base.kind, k.paths[0].base.reg, k.paths[0].leaf, k.paths[0].hops),
+            (LOC_REG, 3, LEAF_STRING, 0)
+        );
+        assert_eq!((k.paths[1].hops, k.paths[1].offsets[0], k.paths[1].leaf_off), (1, 16, 56));
+        assert_eq!(k.paths[2].leaf, LEAF_STRING_LEN, "a secret string: its length only");
+        assert_eq!(k.paths[3].leaf, LEAF_NONE, "a secret integer: nothing");
+        assert_eq!(caps.fields.iter().map(|f| f.redacted).collect::<Vec<_>>(), [false, false, true, true]);
+        // --unredacted-args reads secrets like anything else.
+        let (mut c, mut caps) = build(&plan(1), Some(&create()), wants, None);
+        let k = add_fields(&mut c, &mut caps, &paths, true).unwrap();
+        assert_eq!((k.paths[2].leaf, k.paths[3].leaf, k.paths[3].size), (LEAF_STRING, LEAF_INT, 4));
+        // Untracked functions (count-only, no RET) read nothing.
+        let (mut c, mut caps) = build(&plan(0), Some(&create()), wants, None);
+        assert_eq!(add_fields(&mut c, &mut caps, &paths, false), None);
+        assert_eq!(c.flags & CFG_CAPTURE, 0);
     }
 }

@@ -1,14 +1,105 @@
 //! Turns the kernel's call events into trace records: kernel timestamps
 //! become offsets from the session start, captured bytes become named
 //! arguments, and return addresses become symbols.
+//!
+//! `--capture` values arrive at entry, through their own ring buffer, and
+//! wait in [`PendingFields`] until the call's event arrives at return; the
+//! two share `(g, start_ns, func)`. User space reads the call events first
+//! and the captures second, so the capture of every call event read is
+//! already there (its entry came before its return). A call whose event was
+//! sampled out or lost leaves its capture behind: the oldest are evicted
+//! past [`MAX_PENDING`], so memory stays bounded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use analyzer::trace::{ArgValue, Call};
-use tracer_common::{CallEvent, EV_ERROR, EV_SECRET, EV_STR, STR_CAP};
+use tracer_common::{CAP_NIL, CAP_OK, CallEvent, CaptureEvent, EV_ERROR, EV_SECRET, EV_STR, STR_CAP};
 
 use super::config::Captures;
-use crate::resolve::Function;
+use crate::{plan::fields::Leaf, resolve::Function};
+
+/// `--capture` records kept waiting for their call's event. A long call
+/// (a watch) outlives this many later calls only under heavy load.
+pub const MAX_PENDING: usize = 65_536;
+
+/// One call's `--capture` values, rendered, and whether a string was cut.
+type Values = (Vec<(String, ArgValue)>, bool);
+
+/// `--capture` values waiting for their call events.
+#[derive(Default)]
+pub struct PendingFields {
+    by_call: HashMap<(u64, u64, u32), Values>,
+    order: VecDeque<(u64, u64, u32)>,
+    /// Records evicted before their call event came.
+    pub evicted: u64,
+}
+
+impl PendingFields {
+    /// Renders one capture record with its function's `captures` and keeps
+    /// it until its call's event comes.
+    pub fn add(&mut self, ev: &CaptureEvent, captures: &Captures) {
+        let key = (ev.g, ev.start_ns, ev.func);
+        let mut truncated = false;
+        let values = captures
+            .fields
+            .iter()
+            .zip(ev.values.iter().take(ev.count as usize))
+            .map(|(f, v)| {
+                let value = if v.flags & CAP_OK != 0 {
+                    match (f.leaf, f.redacted) {
+                        (Leaf::String, true) => ArgValue::Str(redacted(v.len)),
+                        (Leaf::String, false) => {
+                            let n = (v.len as usize).min(STR_CAP);
+                            truncated |= v.len as usize > STR_CAP;
+                            ArgValue::Str(String::from_utf8_lossy(&v.bytes[..n]).into_owned())
+                        }
+                        (Leaf::Int(_), true) => ArgValue::Str("<redacted>".into()),
+                        (Leaf::Int(_), false) => ArgValue::Int(v.num),
+                    }
+                } else if v.flags & CAP_NIL != 0 {
+                    ArgValue::Str("<nil>".into())
+                } else {
+                    ArgValue::Str("<unreadable>".into())
+                };
+                (f.key.clone(), value)
+            })
+            .collect();
+        if self.by_call.insert(key, (values, truncated)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > MAX_PENDING {
+            if let Some(old) = self.order.pop_front()
+                && self.by_call.remove(&old).is_some()
+            {
+                self.evicted += 1;
+            }
+        }
+    }
+
+    /// Moves the values captured at the entry of `ev`'s call into `call`.
+    pub fn join(&mut self, ev: &CallEvent, call: &mut Call) {
+        if let Some((values, truncated)) = self.by_call.remove(&(ev.g, ev.start_ns, ev.func)) {
+            call.args.extend(values);
+            call.truncated |= truncated;
+        }
+        // Keys of joined calls leave `order` lazily, when they reach its
+        // front; bound it by the map's size too.
+        if self.order.len() > 2 * self.by_call.len() + 1024 {
+            let live = &self.by_call;
+            self.order.retain(|k| live.contains_key(k));
+        }
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.by_call.len()
+    }
+
+    /// True when none wait.
+    pub fn is_empty(&self) -> bool {
+        self.by_call.is_empty()
+    }
+}
 
 /// Maps code addresses of the target to function names.
 pub struct Symbolizer {
@@ -188,6 +279,92 @@ mod tests {
         // Without the flag the kernel did not read it: nothing is made up.
         let call = to_call(&event(), &caps, 0, &[]);
         assert!(!call.args.contains_key("token"));
+    }
+
+    fn capture_event(values: &[(u32, u32, u64, &[u8])]) -> CaptureEvent {
+        let empty = tracer_common::CaptureValue { flags: 0, len: 0, num: 0, bytes: [0xaa; STR_CAP] };
+        let mut ev = CaptureEvent {
+            func: 1,
+            count: values.len() as u32,
+            g: 0xc000,
+            start_ns: 5_000,
+            values: [empty; tracer_common::MAX_CAPTURES],
+        };
+        for (v, &(flags, len, num, bytes)) in ev.values.iter_mut().zip(values) {
+            v.flags = flags;
+            v.len = len;
+            v.num = num;
+            v.bytes[..bytes.len()].copy_from_slice(bytes);
+        }
+        ev
+    }
+
+    fn field(key: &str, leaf: Leaf, redacted: bool) -> super::super::config::Field {
+        super::super::config::Field { key: key.into(), leaf, redacted }
+    }
+
+    /// Values captured at entry join the call with the same (g, start,
+    /// func), once; a long string marks the call truncated.
+    #[test]
+    fn captured_fields_join_their_call() {
+        use tracer_common::CAP_FAULT;
+        let caps = Captures {
+            fields: vec![
+                field("r.Method", Leaf::String, false),
+                field("r.URL.Path", Leaf::String, false),
+                field("r.ContentLength", Leaf::Int(8), false),
+                field("r.Token", Leaf::String, true),
+            ],
+            ..Default::default()
+        };
+        let mut pending = PendingFields::default();
+        let long = [b'p'; STR_CAP];
+        pending.add(
+            &capture_event(&[
+                (CAP_OK, 4, 0, b"POST"),
+                (CAP_OK, 300, 0, &long),
+                (CAP_OK, 0, 42, b""),
+                (CAP_OK, 64, 0, b""),
+            ]),
+            &caps,
+        );
+        let mut other = capture_event(&[(CAP_NIL, 0, 0, b""), (CAP_FAULT, 0, 0, b"")]);
+        other.start_ns = 6_000;
+        pending.add(&other, &caps);
+        assert_eq!(pending.len(), 2);
+
+        let mut call = to_call(&event(), &Captures::default(), 0, &[]);
+        pending.join(&event(), &mut call);
+        assert_eq!(call.args["r.Method"], ArgValue::Str("POST".into()));
+        assert_eq!(call.args["r.URL.Path"], ArgValue::Str("p".repeat(STR_CAP)));
+        assert_eq!(call.args["r.ContentLength"], ArgValue::Int(42));
+        assert_eq!(call.args["r.Token"], ArgValue::Str("<redacted 64 bytes>".into()));
+        assert!(call.truncated);
+        assert_eq!(pending.len(), 1, "joined once");
+
+        let mut ev = event();
+        ev.start_ns = 6_000;
+        let mut call = to_call(&ev, &Captures::default(), 0, &[]);
+        pending.join(&ev, &mut call);
+        assert_eq!(call.args["r.Method"], ArgValue::Str("<nil>".into()));
+        assert_eq!(call.args["r.URL.Path"], ArgValue::Str("<unreadable>".into()));
+        assert!(pending.is_empty());
+        // A call whose capture never came has only its own arguments.
+        let mut call = to_call(&ev, &Captures::default(), 0, &[]);
+        pending.join(&ev, &mut call);
+        assert!(call.args.is_empty());
+    }
+
+    #[test]
+    fn captures_left_behind_are_evicted_past_the_limit() {
+        let caps = Captures { fields: vec![field("r.Method", Leaf::String, false)], ..Default::default() };
+        let mut pending = PendingFields::default();
+        for i in 0..MAX_PENDING as u64 + 10 {
+            let mut ev = capture_event(&[(CAP_OK, 3, 0, b"GET")]);
+            ev.start_ns = i;
+            pending.add(&ev, &caps);
+        }
+        assert_eq!((pending.len(), pending.evicted), (MAX_PENDING, 10));
     }
 
     #[test]

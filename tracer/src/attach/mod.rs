@@ -30,8 +30,8 @@ use aya::{
     },
 };
 use tracer_common::{
-    CFG_OFF, CFG_TRACK, CallEvent, Cookie, Filter, FuncConfig, FuncCounters, GlobalConfig, GlobalStats, MAX_FUNCS,
-    SiteKind, hist::BUCKETS,
+    CFG_OFF, CFG_TRACK, CallEvent, CaptureConfig, CaptureEvent, Cookie, Filter, FuncConfig, FuncCounters, GlobalConfig,
+    GlobalStats, MAX_FUNCS, SiteKind, hist::BUCKETS,
 };
 
 use self::multi::{MultiError, MultiLink, MultiProgram};
@@ -44,6 +44,9 @@ use crate::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer.bpf.o"));
 
 const PROGRAM: &str = "ktrace_site";
+/// Bytes of the `--capture` ring buffer when paths are set: about 3 500
+/// records of 600 bytes, drained every 50 ms.
+const CAPTURE_RING_BYTES: u32 = 2 << 20;
 const BARE_PROGRAM: &str = "ktrace_bare";
 
 /// Errors from loading or attaching probes.
@@ -113,6 +116,9 @@ pub struct Options {
     pub goroutine: Option<GOffsets>,
     /// The kind of links to use.
     pub links: Links,
+    /// Each function's `--capture` paths (by function id; missing or
+    /// `None`: none).
+    pub fields: Vec<Option<CaptureConfig>>,
 }
 
 /// Probes owned together: closing them removes them all.
@@ -201,6 +207,7 @@ pub struct Session {
     shared: Vec<Probes>,
     closer: Closer,
     events: Option<RingBuf<MapData>>,
+    captures: Option<RingBuf<MapData>>,
     stacks: Option<StackTraceMap<MapData>>,
     started: Instant,
     ended: Option<Instant>,
@@ -247,7 +254,15 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> AttachError {
 /// session-wide config and the `--filter`, all before any probe exists, so
 /// no call is counted unfiltered.
 fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<Ebpf, AttachError> {
-    let mut ebpf = EbpfLoader::new().map_max_entries("HIST", sites.len().max(1) as u32).load(EBPF_OBJECT)?;
+    let n = sites.len().max(1) as u32;
+    // The --capture ring is 2 MiB only when something is captured; the
+    // kernel's smallest ring buffer is one page.
+    let capture_ring = if options.fields.iter().any(Option::is_some) { CAPTURE_RING_BYTES } else { 4096 };
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("HIST", n)
+        .map_max_entries("CAPTURE_CONFIG", n)
+        .map_max_entries("CAPTURES", capture_ring)
+        .load(EBPF_OBJECT)?;
     let mut config_map: Array<_, FuncConfig> = open_mut(&mut ebpf, "FUNC_CONFIG")?;
     for (id, (_, config)) in sites.iter().enumerate() {
         config_map.set(id as u32, config, 0).map_err(map_err("FUNC_CONFIG"))?;
@@ -264,6 +279,14 @@ fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<
             0,
         )
         .map_err(map_err("CONFIG"))?;
+    if options.fields.iter().any(Option::is_some) {
+        let mut map: Array<_, CaptureConfig> = open_mut(&mut ebpf, "CAPTURE_CONFIG")?;
+        for (id, fields) in options.fields.iter().enumerate() {
+            if let Some(f) = fields {
+                map.set(id as u32, f, 0).map_err(map_err("CAPTURE_CONFIG"))?;
+            }
+        }
+    }
     if let Some(filter) = options.filter {
         let mut map: Array<_, Filter> = open_mut(&mut ebpf, "FILTER")?;
         map.set(0, filter, 0).map_err(map_err("FILTER"))?;
@@ -332,6 +355,7 @@ impl Session {
             shared: Vec::new(),
             closer: Closer::default(),
             events: None,
+            captures: None,
             stacks: None,
             started: begun,
             ended: None,
@@ -391,6 +415,8 @@ impl Session {
 
         session.events =
             session.ebpf.take_map("EVENTS").map(RingBuf::try_from).transpose().map_err(map_err("EVENTS"))?;
+        session.captures =
+            session.ebpf.take_map("CAPTURES").map(RingBuf::try_from).transpose().map_err(map_err("CAPTURES"))?;
         session.stacks =
             session.ebpf.take_map("STACKS").map(StackTraceMap::try_from).transpose().map_err(map_err("STACKS"))?;
         session.attach_time = begun.elapsed();
@@ -548,6 +574,25 @@ impl Session {
                 // SAFETY: the kernel wrote a whole CallEvent (size checked);
                 // read_unaligned makes no alignment assumption.
                 let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<CallEvent>()) };
+                each(&ev);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Takes up to `limit` `--capture` records waiting in their ring
+    /// buffer, oldest first; returns how many it took.
+    pub fn drain_captures(&mut self, limit: usize, mut each: impl FnMut(&CaptureEvent)) -> usize {
+        let Some(ring) = self.captures.as_mut() else { return 0 };
+        let mut n = 0;
+        while n < limit
+            && let Some(item) = ring.next()
+        {
+            if item.len() >= size_of::<CaptureEvent>() {
+                // SAFETY: the kernel wrote a whole CaptureEvent (size
+                // checked); read_unaligned makes no alignment assumption.
+                let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<CaptureEvent>()) };
                 each(&ev);
                 n += 1;
             }

@@ -33,7 +33,7 @@ use crate::{
     budget,
     error::Error,
     metrics::{self, Metrics},
-    plan::goroutine,
+    plan::{fields::CaptureSpec, goroutine},
     resolve::Binary,
     session::{self, Setup},
 };
@@ -61,9 +61,13 @@ Examples:
   # secret arguments (tokens, passwords) are recorded as <redacted N bytes>; this captures them in the clear
   ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace
   # Prometheus metrics (calls, errors, latency histograms) on http://127.0.0.1:9464/metrics while it runs
-  ktrace attach --pid $(pgrep kube-apiserver) --funcs storage,authn,authz --serve-metrics 127.0.0.1:9464";
+  ktrace attach --pid $(pgrep kube-apiserver) --funcs storage,authn,authz --serve-metrics 127.0.0.1:9464
+  # each request's method and path, read through the *http.Request at the handler's entry
+  ktrace attach --pid 4242 --funcs 'k8s.io/apiserver/pkg/server.(*APIServerHandler).ServeHTTP' \
+      --capture 'r.Method,r.URL.Path' --output requests.trace";
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("captured").args(["args", "capture"]).multiple(true))]
 pub struct AttachArgs {
     #[command(flatten)]
     target: TargetArgs,
@@ -87,9 +91,15 @@ pub struct AttachArgs {
     /// a secret argument (token, password, ...) is recorded as <redacted N bytes>, its bytes never read
     #[arg(long)]
     args: bool,
-    /// Capture secret arguments (tokens, passwords, ...) in the clear, like any other
-    #[arg(long, requires = "args")]
+    /// Capture secret arguments and --capture fields (tokens, passwords, ...) in the clear, like any other
+    #[arg(long, requires = "captured")]
     unredacted_args: bool,
+    /// Read fields through a parameter at each call's entry: comma-separated PARAM.FIELD[.FIELD...] paths,
+    /// e.g. 'r.Method,r.URL.Path' (pointers to structs and inline structs are followed; strings up to 128
+    /// bytes, integers, bools and pointers are captured); at most 4 paths per function, 4 pointers per path.
+    /// Each call's values go in the trace file's `args` under the path; secret-named fields are redacted
+    #[arg(long, value_name = "PATHS", conflicts_with = "count_only")]
+    capture: Option<String>,
     /// Keep only calls whose string argument ARG matches PATTERN (exact, or a prefix when it ends in *),
     /// and calls nested inside them on the same goroutine; decided in the kernel, so counts are exact
     #[arg(long, value_name = "ARG=PATTERN", conflicts_with = "count_only")]
@@ -143,6 +153,11 @@ impl AttachArgs {
         (!self.count_only && !self.bare && !self.no_budget && self.max_overhead > 0.0).then_some(self.max_overhead)
     }
 
+    /// The `--capture`, parsed.
+    fn capture(&self) -> Result<Option<CaptureSpec>, Error> {
+        self.capture.as_deref().map(CaptureSpec::parse).transpose().map_err(Error::Input)
+    }
+
     /// The `--filter`, parsed.
     fn filter(&self) -> Result<Option<FilterSpec>, Error> {
         self.filter.as_deref().map(FilterSpec::parse).transpose().map_err(Error::Input)
@@ -152,7 +167,7 @@ impl AttachArgs {
     fn wants(&self) -> Wants {
         Wants {
             latency: !self.count_only,
-            events: self.output.is_some() || self.args || self.stacks,
+            events: self.output.is_some() || self.args || self.stacks || self.capture.is_some(),
             args: self.args,
             stacks: self.stacks,
             unredacted_args: self.unredacted_args,
@@ -181,6 +196,7 @@ impl AttachArgs {
 pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let pprof = args.check()?;
     let filter = args.filter()?;
+    let capture = args.capture()?;
     privileges::check()?;
     // Bound before the slow part, so a busy port fails at once.
     let metrics = args.serve_metrics.map(serve_metrics).transpose()?;
@@ -191,6 +207,21 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         .map(|p| Ok((session::layout(&p.function, planned.params(&p.function)?, regs), p)))
         .collect::<Result<Vec<_>, Error>>()?;
     let goroutine = planned.goroutine_offsets()?;
+    let fields = match &capture {
+        Some(spec) => {
+            let (layouts, plans): (Vec<_>, Vec<_>) = layouts.iter().map(|(l, p)| (l.clone(), p.clone())).unzip();
+            let types = planned.types()?;
+            let fields = session::resolve_fields(&planned.binary, spec, &plans, &layouts, types)?;
+            if types.is_none() && fields.iter().any(|f| !f.is_empty()) {
+                let go = planned.binary.build_info().map_or("an unknown Go", |b| b.go_version.as_str());
+                eprintln!(
+                    "ktrace: note: --capture field offsets for {go} come from ktrace's table (the binary has no DWARF)"
+                );
+            }
+            fields
+        }
+        None => Vec::new(),
+    };
     if args.output.is_some() {
         let go = planned.binary.build_info().map_or("an unknown Go", |b| b.go_version.as_str());
         match goroutine {
@@ -213,7 +244,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     planned.release_types();
     let (layouts, plans): (Vec<_>, Vec<_>) = layouts.into_iter().unzip();
     let (binary, functions) = (&planned.binary, &planned.functions);
-    let setup = Setup::new(binary, functions, plans, layouts, args.wants(), filter.as_ref())?;
+    let setup = Setup::new(binary, functions, plans, layouts, args.wants(), filter.as_ref(), fields)?;
     for w in &setup.warnings {
         eprintln!("ktrace: warning: {w}");
     }
@@ -226,6 +257,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         filter: filter.as_ref().map(FilterSpec::to_kernel),
         goroutine: goroutine.map(|(o, _)| o),
         links: args.links,
+        fields: setup.field_configs(),
     };
     let pid = args.target.pid;
     let mut session = Session::attach(pid, binary, &setup.sites(), setup.goexit.as_ref(), &options)?;
@@ -257,6 +289,14 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         w.record(&Record::Profile(p))?;
     }
     let detached = std::mem::take(&mut state.detached);
+    if state.pending.evicted > 0 {
+        eprintln!(
+            "ktrace: warning: --capture: the values of {} calls waited past {} others for their call's event and \
+             were dropped",
+            state.pending.evicted,
+            events::MAX_PENDING
+        );
+    }
     if let Some(e) = state.write_error.take() {
         return Err(e.into());
     }

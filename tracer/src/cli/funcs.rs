@@ -12,9 +12,12 @@ use crate::{
     plan::{
         EntryKind, PlanError, ProbePlan, Target,
         abi::{self, Location, Slot},
-        arch, secrets, sites,
+        arch,
+        fields::{CaptureSpec, Leaf, Resolved},
+        secrets, sites,
     },
     resolve::{Function, InlinedCall, Source},
+    session,
 };
 
 pub const EXAMPLES: &str = "\
@@ -27,7 +30,10 @@ Examples:
   ktrace funcs --binary ./kube-apiserver --funcs 'k8s.io/kubernetes/pkg/serviceaccount.(*jwtTokenAuthenticator).AuthenticateToken'
   ktrace funcs --binary ./kube-apiserver --funcs staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:52
   # a stripped release binary, with argument layouts from an unstripped build of the same source
-  ktrace funcs --binary ./kube-apiserver --symbols ./kube-apiserver.unstripped --funcs storage --json";
+  ktrace funcs --binary ./kube-apiserver --symbols ./kube-apiserver.unstripped --funcs storage --json
+  # where `attach --capture` would read each field path: the parameter, the pointer fields, the leaf
+  ktrace funcs --binary ./kube-apiserver --funcs 'k8s.io/apiserver/pkg/server.(*APIServerHandler).ServeHTTP' \
+      --capture 'r.Method,r.URL.Path'";
 
 #[derive(Debug, Args)]
 pub struct FuncsArgs {
@@ -52,6 +58,54 @@ pub struct FuncsArgs {
     /// function listed (else exit 3)
     #[arg(long, value_name = "FILE")]
     symbols: Option<PathBuf>,
+    /// Show where `attach --capture PATHS` reads each field path (PARAM.FIELD[.FIELD...], comma-separated)
+    #[arg(long, value_name = "PATHS")]
+    capture: Option<String>,
+}
+
+/// One `--capture` path of a function in `funcs --json`.
+#[derive(Clone, Serialize)]
+struct CaptureJson {
+    path: String,
+    /// Where the pointer parameter lives at entry.
+    base: Location,
+    /// Offset of each pointer field followed.
+    hops: Vec<u64>,
+    /// Offset of the leaf in the last struct.
+    leaf_offset: u64,
+    /// `string`, or `intN` for an integer, bool or pointer of N bits.
+    leaf: String,
+    /// Read as its length only (a string) or not at all (an integer).
+    secret: bool,
+}
+
+impl CaptureJson {
+    fn of(r: &Resolved) -> Self {
+        let leaf = match r.leaf {
+            Leaf::String => "string".to_string(),
+            Leaf::Int(n) => format!("int{}", u32::from(n) * 8),
+        };
+        Self {
+            path: r.text.clone(),
+            base: r.base.clone(),
+            hops: r.hops.clone(),
+            leaf_offset: r.leaf_off,
+            leaf,
+            secret: r.secret,
+        }
+    }
+
+    /// `r.URL.Path=RDI->+16->+56:string`.
+    fn text(&self) -> String {
+        let base = match &self.base {
+            Location::Registers(rs) => rs.join(":"),
+            Location::Stack(off) => format!("stack+{off}"),
+            Location::Unknown => "?".into(),
+        };
+        let hops: String = self.hops.iter().map(|h| format!("->+{h}")).collect();
+        let secret = if self.secret { "(secret)" } else { "" };
+        format!("{}={base}{hops}->+{}:{}{secret}", self.path, self.leaf_offset, self.leaf)
+    }
 }
 
 /// `entry_kind` in `funcs --json`: the plan's [`EntryKind`], with a body
@@ -104,6 +158,9 @@ struct FuncJson<'a> {
     /// For an inlined copy (a function with no out-of-line code that the
     /// spec matched): the copy's caller and call site.
     inlined_into: Option<InlinedJson>,
+    /// With `--capture`: the paths this function has, and where they are read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    captures: Option<Vec<CaptureJson>>,
 }
 
 #[derive(Serialize)]
@@ -116,6 +173,7 @@ struct InlinedJson {
 }
 
 pub fn run(args: &FuncsArgs) -> Result<(), Error> {
+    let capture = args.capture.as_deref().map(CaptureSpec::parse).transpose().map_err(Error::Input)?;
     let planned = args.target.plan_all(&args.funcs, args.symbols.as_deref()).map_err(|e| match e {
         // Another CPU is bad input for this tool, like a non-Go binary.
         Error::Plan(e @ PlanError::UnsupportedArch(_)) => match args.target.path() {
@@ -142,6 +200,13 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
             slots
         }));
     }
+    let captures: Vec<Option<Vec<CaptureJson>>> = match &capture {
+        Some(spec) => session::resolve_fields(binary, spec, plans, &layouts, planned.types()?)?
+            .iter()
+            .map(|paths| Some(paths.iter().map(CaptureJson::of).collect()))
+            .collect(),
+        None => vec![None; plans.len()],
+    };
     let calls = if plans.iter().any(|p| p.target == Target::Function) { binary.inlined_calls()? } else { Vec::new() };
     let mut by_callee: HashMap<&str, Vec<&InlinedCall>> = HashMap::new();
     for call in &calls {
@@ -161,12 +226,17 @@ pub fn run(args: &FuncsArgs) -> Result<(), Error> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        let docs: Vec<FuncJson> =
-            plans.iter().zip(layouts).zip(inlined).map(|((p, a), i)| to_json(p, a, i, functions)).collect();
+        let docs: Vec<FuncJson> = plans
+            .iter()
+            .zip(layouts)
+            .zip(inlined)
+            .zip(captures)
+            .map(|(((p, a), i), c)| FuncJson { captures: c, ..to_json(p, a, i, functions) })
+            .collect();
         serde_json::to_writer_pretty(&mut out, &docs).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        print_table(&mut out, plans, &layouts, &inlined)?;
+        print_table(&mut out, plans, &layouts, &inlined, &captures)?;
     }
     Ok(())
 }
@@ -201,6 +271,7 @@ fn to_json<'a>(
         args,
         inlined,
         inlined_into: None,
+        captures: None,
     };
     match &p.target {
         Target::Function => {}
@@ -245,9 +316,10 @@ fn print_table(
     plans: &[ProbePlan],
     args: &[Option<Vec<Slot>>],
     inlined: &[Vec<InlinedJson>],
+    captures: &[Option<Vec<CaptureJson>>],
 ) -> std::io::Result<()> {
     writeln!(out, "{:<18} {:<12} {:>4}  {:<8} {:<60} SYMBOL  ARGS", "ENTRY", "ENTRY-SITE", "RETS", "ORIGIN", "SOURCE")?;
-    for ((p, a), copies) in plans.iter().zip(args).zip(inlined) {
+    for (((p, a), copies), caps) in plans.iter().zip(args).zip(inlined).zip(captures) {
         let offset = p.entry.addr - p.function.entry;
         let site = match p.entry_kind {
             EntryKind::StackGuard { .. } => format!("+{offset:#x} guard"),
@@ -282,6 +354,9 @@ fn print_table(
             symbol,
             args_text(a)
         )?;
+        for c in caps.iter().flatten() {
+            writeln!(out, "{:<18} capture {}", "", c.text())?;
+        }
         for c in copies {
             let at = match (&c.call_file, c.call_line) {
                 (Some(f), Some(l)) => format!(" ({}:{l})", f.rsplit('/').next().unwrap_or(f)),

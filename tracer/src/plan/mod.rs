@@ -17,6 +17,7 @@ pub mod abi;
 pub mod amd64;
 pub mod arch;
 pub mod arm64;
+pub mod fields;
 pub mod goroutine;
 pub mod secrets;
 pub mod signatures;

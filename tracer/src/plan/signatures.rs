@@ -106,6 +106,18 @@ const TABLE: &[Signature] = &[
         results: AUTHN_RESULTS,
         secrets: &[],
     },
+    // The outermost handler of the request chain (a request root): its
+    // `r` is what `--capture 'r.Method,r.URL.Path'` reads.
+    Signature {
+        suffix: "server.(*APIServerHandler).ServeHTTP",
+        params: &[
+            ("a", "*server.APIServerHandler", Pointer),
+            ("w", "net/http.ResponseWriter", Interface),
+            ("r", "*net/http.Request", Pointer),
+        ],
+        results: &[],
+        secrets: &[],
+    },
 ];
 
 const PREFIXES: [&str; 2] = ["k8s.io/apiserver/pkg/", "k8s.io/kubernetes/vendor/k8s.io/apiserver/pkg/"];

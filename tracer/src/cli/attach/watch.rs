@@ -20,7 +20,7 @@ use crate::{
         FunctionCounts, Session,
         calibrate::HitCost,
         config::Captures,
-        events::{self, Symbolizer},
+        events::{self, PendingFields, Symbolizer},
     },
     budget,
     error::Error,
@@ -34,7 +34,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often the table, the rate limit and the overhead budget are checked.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 static NO_CAPTURES: Captures =
-    Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false };
+    Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false, fields: Vec::new() };
 
 /// How long one drain may take before the loop checks its timers again.
 const DRAIN_BUDGET: Duration = Duration::from_millis(30);
@@ -75,6 +75,8 @@ pub(super) struct Loop<'a> {
     pub(super) over_budget: bool,
     /// `--serve-metrics`, fed the counters.
     pub(super) metrics: Option<&'a Metrics>,
+    /// `--capture` values waiting for their call events.
+    pub(super) pending: PendingFields,
 }
 
 impl<'a> Loop<'a> {
@@ -109,6 +111,7 @@ impl<'a> Loop<'a> {
             last_cpu: None,
             over_budget: false,
             metrics: None,
+            pending: PendingFields::default(),
         }
     }
 
@@ -205,6 +208,20 @@ impl<'a> Loop<'a> {
         loop {
             batch.clear();
             let n = self.session.drain_events(DRAIN_BATCH, |ev| batch.push(*ev));
+            // After the events: the capture of every call just read was
+            // sent at its entry, before its event.
+            // Read even without a trace file, so the ring never fills.
+            let (pending, keep) = (&mut self.pending, self.writer.is_some());
+            for _ in 0..8 {
+                let taken = self.session.drain_captures(DRAIN_BATCH, |c| {
+                    if keep {
+                        pending.add(c, captures.get(c.func as usize).unwrap_or(&NO_CAPTURES));
+                    }
+                });
+                if taken < DRAIN_BATCH {
+                    break;
+                }
+            }
             if let Some(w) = self.writer.as_deref_mut() {
                 for ev in &batch {
                     let caps = captures.get(ev.func as usize).unwrap_or(&NO_CAPTURES);
@@ -219,7 +236,8 @@ impl<'a> Loop<'a> {
                         let addrs = if ev.stack_id >= 0 { session.stack(ev.stack_id) } else { Vec::new() };
                         events::symbolize(ev.caller, &addrs, sym)
                     });
-                    let call = events::to_call(ev, caps, mono_start, frames);
+                    let mut call = events::to_call(ev, caps, mono_start, frames);
+                    self.pending.join(ev, &mut call);
                     if let Err(e) = w.call(&call) {
                         self.write_error.get_or_insert(e);
                     }
@@ -281,12 +299,16 @@ impl<'a> Loop<'a> {
         let tracked: Vec<usize> = (0..self.traced.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
         // Every call of a function hits one of its RETs.
         let costs: Vec<f64> = tracked.iter().map(|&i| rates.entries[i] * cost.single_stepped_ns).collect();
-        // Pinned: the --filter anchors, and the request roots and the
-        // closures that tie a request's goroutines together (one call each
-        // per request: a request without them cannot be rebuilt at all).
+        // Pinned: the --filter anchors decide which calls are kept;
+        // --capture values come with call events; the request roots and
+        // the closures that tie a request's goroutines together are one
+        // call each per request, and without them it cannot be rebuilt.
         let pinned: Vec<bool> = tracked
             .iter()
-            .map(|&i| self.captures[i].filter || self.traced[i].groups.iter().any(|g| g == "request"))
+            .map(|&i| {
+                let c = &self.captures[i];
+                c.filter || !c.fields.is_empty() || self.traced[i].groups.iter().any(|g| g == "request")
+            })
             .collect();
         let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
         for (k, &i) in tracked.iter().enumerate() {

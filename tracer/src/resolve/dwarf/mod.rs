@@ -39,6 +39,8 @@ const MAX_INFLATE_RATIO: u64 = 64;
 
 /// Go's `DW_AT_go_kind` (cmd/internal/dwarf), holding a `reflect.Kind`.
 const DW_AT_GO_KIND: DwAt = DwAt(0x2900);
+/// Go's `DW_AT_go_embedded_field`: the member is an embedded field.
+const DW_AT_GO_EMBEDDED_FIELD: DwAt = DwAt(0x2903);
 
 /// What the Go register ABI needs to know about a value's type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +78,51 @@ pub enum TypeKind {
         len: u64,
     },
     /// Unknown, unresolvable, or nested past the resolution caps.
+    Other,
+}
+
+/// A type of the DWARF, by its `.debug_info` offset, for walking
+/// `--capture` field paths one step at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TypeId(u64);
+
+/// One level of a type, typedefs followed: what a field path step needs.
+/// Members and pointer targets are ids, looked up only if the path goes
+/// there, so nothing here recurses however the types nest or cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeShape {
+    /// Integer, bool or uintptr of `size` bytes.
+    Int {
+        /// Byte size.
+        size: u64,
+    },
+    /// Floating point or complex.
+    Float,
+    /// A pointer; `target` is `None` for `unsafe.Pointer` or an unknown target.
+    Pointer {
+        /// The pointed-to type.
+        target: Option<TypeId>,
+    },
+    /// `string`.
+    String,
+    /// A struct and its members in order.
+    Struct {
+        /// Name, byte offset and type of each member.
+        members: Vec<(String, u64, Option<TypeId>)>,
+    },
+    /// An interface.
+    Interface,
+    /// A slice.
+    Slice,
+    /// A map.
+    Map,
+    /// A channel.
+    Chan,
+    /// A func value.
+    Func,
+    /// A fixed-size array.
+    Array,
+    /// Unknown, or a typedef chain past the depth cap.
     Other,
 }
 
@@ -192,6 +239,119 @@ impl Dwarf {
         self.structs.get(type_name)?.iter().find(|(n, _)| n == member).map(|&(_, off)| off)
     }
 
+    /// The type named `name` (e.g. `*net/http.Request`), the one at the
+    /// lowest offset when several DIEs share the name. A linear scan: a
+    /// session looks up one type per `--capture` parameter, and an index of
+    /// every type name would cost memory on every run.
+    pub fn type_named(&self, name: &str) -> Option<TypeId> {
+        self.types
+            .0
+            .iter()
+            .filter(|(_, t)| t.name.as_deref() == Some(name))
+            .map(|(&o, _)| TypeId(o))
+            .min_by_key(|t| t.0)
+    }
+
+    /// Like [`Dwarf::type_named`], also taking a short name with only the
+    /// last element of its package path (`*http.Request` for
+    /// `*net/http.Request`, as the signature table for stripped builds
+    /// writes them) when no type has the exact name.
+    pub fn type_named_loosely(&self, name: &str) -> Option<TypeId> {
+        if let Some(id) = self.type_named(name) {
+            return Some(id);
+        }
+        let (star, short) = name.strip_prefix('*').map_or(("", name), |s| ("*", s));
+        if short.contains('/') || !short.contains('.') {
+            return None;
+        }
+        // A pointer's name starts with `*`: a short name matches a pointer
+        // only when it is one itself.
+        let matches = |t: &str| {
+            let t = match t.strip_prefix('*') {
+                Some(pointee) if star == "*" => pointee,
+                None if star.is_empty() => t,
+                _ => return false,
+            };
+            t.strip_suffix(short).is_some_and(|p| p.ends_with('/'))
+        };
+        self.types
+            .0
+            .iter()
+            .filter(|(_, t)| t.name.as_deref().is_some_and(matches))
+            .map(|(&o, _)| TypeId(o))
+            .min_by_key(|t| t.0)
+    }
+
+    /// Names of the embedded fields of struct type `id` (typedefs
+    /// followed), whose fields Go promotes.
+    pub fn type_embedded(&self, id: TypeId) -> Vec<&str> {
+        let mut offset = id.0;
+        for _ in 0..MAX_TYPE_DEPTH {
+            let Some(t) = self.types.0.get(&offset) else { break };
+            match (t.tag, t.target) {
+                (gimli::DW_TAG_typedef, Some(next)) => offset = next,
+                (gimli::DW_TAG_structure_type, _) => {
+                    return t.embedded.iter().filter_map(|&i| t.members.get(i)).map(|m| m.0.as_str()).collect();
+                }
+                _ => break,
+            }
+        }
+        Vec::new()
+    }
+
+    /// The Go name of a type.
+    pub fn type_name(&self, id: TypeId) -> Option<&str> {
+        self.types.0.get(&id.0)?.name.as_deref()
+    }
+
+    /// One level of type `id`, following typedefs (at most
+    /// `MAX_TYPE_DEPTH` of them).
+    pub fn type_shape(&self, id: TypeId) -> TypeShape {
+        let mut offset = id.0;
+        for _ in 0..MAX_TYPE_DEPTH {
+            let Some(t) = self.types.0.get(&offset) else { return TypeShape::Other };
+            // reflect.Kind values (Go's DW_AT_go_kind) decide when present.
+            match t.go_kind {
+                Some(17) => return TypeShape::Array,
+                Some(18) => return TypeShape::Chan,
+                Some(19) => return TypeShape::Func,
+                Some(20) => return TypeShape::Interface,
+                Some(21) => return TypeShape::Map,
+                Some(23) => return TypeShape::Slice,
+                Some(24) => return TypeShape::String,
+                Some(26) => return TypeShape::Pointer { target: None },
+                _ => {}
+            }
+            let name = t.name.as_deref().unwrap_or("");
+            return match t.tag {
+                gimli::DW_TAG_typedef => match t.target {
+                    Some(next) => {
+                        offset = next;
+                        continue;
+                    }
+                    None => TypeShape::Other,
+                },
+                gimli::DW_TAG_pointer_type => TypeShape::Pointer { target: t.target.map(TypeId) },
+                gimli::DW_TAG_structure_type if name == "string" => TypeShape::String,
+                gimli::DW_TAG_structure_type if name.starts_with("[]") => TypeShape::Slice,
+                gimli::DW_TAG_structure_type if name == "runtime.iface" || name == "runtime.eface" => {
+                    TypeShape::Interface
+                }
+                gimli::DW_TAG_structure_type => TypeShape::Struct {
+                    members: t.members.iter().map(|(n, ty, off)| (n.clone(), *off, ty.map(TypeId))).collect(),
+                },
+                gimli::DW_TAG_array_type => TypeShape::Array,
+                gimli::DW_TAG_base_type => match (t.encoding, t.size) {
+                    (_, None | Some(0)) => TypeShape::Other,
+                    (Some(gimli::DW_ATE_float | gimli::DW_ATE_complex_float), _) => TypeShape::Float,
+                    (_, Some(size)) => TypeShape::Int { size },
+                },
+                _ => TypeShape::Other,
+            };
+        }
+        TypeShape::Other
+    }
+
     /// Reads the DWARF of the ELF image `data`; `Ok(None)` when it has no
     /// `.debug_info` (e.g. built with `-w`).
     pub(super) fn load(path: &Path, data: &[u8]) -> Result<Option<Dwarf>, ResolveError> {
@@ -230,6 +390,8 @@ struct TypeDie {
     encoding: Option<gimli::DwAte>,
     /// Struct members: name, type, offset.
     members: Vec<(String, Option<u64>, u64)>,
+    /// Indexes into `members` of the embedded fields.
+    embedded: Vec<usize>,
     /// Array element count, from the `DW_TAG_subrange_type` child.
     count: Option<u64>,
 }
@@ -370,6 +532,9 @@ impl Raw {
                         // something ktrace can place, so the member is left
                         // out rather than given a made-up offset.
                         if let Some(at) = at {
+                            if die.attr_value(DW_AT_GO_EMBEDDED_FIELD).is_some_and(|v| flag(&v)) {
+                                t.embedded.push(t.members.len());
+                            }
                             t.members.push((name().unwrap_or_default(), ty, at));
                         }
                     } else {
@@ -394,6 +559,7 @@ impl Raw {
                             _ => None,
                         },
                         members: Vec::new(),
+                        embedded: Vec::new(),
                         count: None,
                     };
                     self.types.insert(offset, t);
@@ -566,5 +732,73 @@ fn flag(value: &AttributeValue<R<'_>>) -> bool {
     match value {
         AttributeValue::Flag(f) => *f,
         other => other.udata_value().is_some_and(|v| v != 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{
+        abi::{Location, Slot},
+        fields::{self, CaptureSpec},
+    };
+
+    fn die(tag: DwTag, name: &str, target: Option<u64>, members: Vec<(String, Option<u64>, u64)>) -> TypeDie {
+        TypeDie {
+            tag,
+            name: Some(name.into()),
+            size: None,
+            target,
+            go_kind: None,
+            encoding: None,
+            members,
+            embedded: Vec::new(),
+            count: None,
+        }
+    }
+
+    /// Hostile type graphs: a typedef cycle, and a struct whose member
+    /// points back at it. Each step looks one level deep, so neither loops.
+    fn hostile() -> Dwarf {
+        let mut types = HashMap::new();
+        types.insert(1, die(gimli::DW_TAG_typedef, "A", Some(2), vec![]));
+        types.insert(2, die(gimli::DW_TAG_typedef, "B", Some(1), vec![]));
+        types.insert(3, die(gimli::DW_TAG_pointer_type, "*Node", Some(4), vec![]));
+        let members = vec![("Next".into(), Some(3), 8), ("Loop".into(), Some(1), 16), ("Self".into(), Some(4), 24)];
+        types.insert(4, die(gimli::DW_TAG_structure_type, "Node", None, members));
+        types.insert(5, die(gimli::DW_TAG_pointer_type, "*example.com/p.Thing", Some(6), vec![]));
+        types.insert(6, die(gimli::DW_TAG_structure_type, "example.com/p.Thing", None, vec![]));
+        Dwarf { types: Types(types), ..Default::default() }
+    }
+
+    #[test]
+    fn cyclic_types_resolve_to_other_or_stop_at_the_limits() {
+        let d = hostile();
+        assert_eq!(d.type_shape(TypeId(1)), TypeShape::Other, "a typedef cycle ends at the depth cap");
+        assert_eq!(d.type_shape(TypeId(99)), TypeShape::Other, "a dangling reference");
+        assert_eq!(d.type_named("*Node"), Some(TypeId(3)));
+        assert_eq!(d.type_named_loosely("*Node"), Some(TypeId(3)));
+        assert_eq!(d.type_named_loosely("*x.Node"), None);
+        assert_eq!(d.type_named_loosely("*p.Thing"), Some(TypeId(5)), "the signature table's short names");
+        assert_eq!(d.type_named_loosely("p.Thing"), Some(TypeId(6)));
+        assert_eq!(d.type_named_loosely("*q.Thing"), None);
+        let slot = Slot {
+            name: "n".into(),
+            type_name: "*Node".into(),
+            is_result: false,
+            location: Location::Registers(vec!["RAX"]),
+            secret: false,
+        };
+        let run =
+            |path: &str| fields::resolve(&CaptureSpec::parse(path).unwrap(), "f", std::slice::from_ref(&slot), &d);
+        let e = run("n.Next.Next.Next.Next.Next.Next").unwrap_err();
+        assert!(e.contains("5th pointer"), "{e}");
+        let e = run("n.Loop.X").unwrap_err();
+        assert!(e.contains("n.Loop is a type ktrace does not model"), "{e}");
+        // A struct that contains itself by value: each step is one member,
+        // and a path names at most 8.
+        let e = run("n.Self.Self.Self.Self.Self.Self.Self.Self").unwrap_err();
+        assert!(e.contains("n.Self.Self.Self.Self.Self.Self.Self.Self is a struct (Node)"), "{e}");
+        assert!(CaptureSpec::parse("n.Self.Self.Self.Self.Self.Self.Self.Self.Self").is_err());
     }
 }
