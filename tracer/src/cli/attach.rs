@@ -207,7 +207,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         .map(|p| Ok((session::layout(&p.function, planned.params(&p.function)?, regs), p)))
         .collect::<Result<Vec<_>, Error>>()?;
     let goroutine = planned.goroutine_offsets()?;
-    let fields = match &capture {
+    let mut fields = match &capture {
         Some(spec) => {
             let (layouts, plans): (Vec<_>, Vec<_>) = layouts.iter().map(|(l, p)| (l.clone(), p.clone())).unzip();
             let types = planned.types()?;
@@ -222,6 +222,9 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         }
         None => Vec::new(),
     };
+    if !args.count_only {
+        request_root_captures(&planned, &layouts, &mut fields)?;
+    }
     if args.output.is_some() {
         let go = planned.binary.build_info().map_or("an unknown Go", |b| b.go_version.as_str());
         match goroutine {
@@ -302,6 +305,37 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     }
     finish(args, session, &setup, started, ended, &detached, writer, filter.as_ref())
 }
+
+/// Each request root (the `request` preset's outermost handler) also
+/// captures its request's method and path, which name the request in the
+/// report and the timeline; merged with the user's `--capture` paths.
+fn request_root_captures(
+    planned: &super::Planned,
+    layouts: &[(session::Layout, crate::plan::ProbePlan)],
+    fields: &mut Vec<Vec<crate::plan::fields::Resolved>>,
+) -> Result<(), Error> {
+    use crate::spec::presets::{REQUEST_ROOTS, any_matches};
+    let is_root = |p: &crate::plan::ProbePlan| any_matches(REQUEST_ROOTS, &p.function.name, p.function.file.as_deref());
+    if !layouts.iter().any(|(_, p)| is_root(p)) {
+        return Ok(());
+    }
+    let spec = CaptureSpec::parse(REQUEST_FIELDS).map_err(Error::Input)?;
+    // Only the roots: other functions may have an `r` parameter too.
+    let (roots, plans): (Vec<_>, Vec<_>) =
+        layouts.iter().map(|(l, p)| (if is_root(p) { l.clone() } else { None }, p.clone())).unzip();
+    let defaults = session::resolve_fields_where_present(&planned.binary, &spec, &plans, &roots, planned.types()?)?;
+    fields.resize(layouts.len(), Vec::new());
+    for ((mine, preset), (_, plan)) in fields.iter_mut().zip(defaults).zip(layouts) {
+        if !preset.is_empty() {
+            *mine =
+                crate::plan::fields::merge(&plan.function.name, std::mem::take(mine), preset).map_err(Error::Input)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a request root captures by default.
+const REQUEST_FIELDS: &str = "r.Method,r.URL.Path";
 
 /// Listens on `--serve-metrics` and says where (the real port when 0 was asked).
 fn serve_metrics(addr: SocketAddr) -> Result<Metrics, Error> {
