@@ -177,3 +177,25 @@ fn sigkill_leaves_no_probe_behind() {
     assert_eq!(api.load(&spec).expect("the target still serves").creates, 3);
     assert!(api.is_alive());
 }
+
+/// Ctrl-C the moment ktrace says its probes are placed: the signal is
+/// caught from before attach, so it ends the session with its summary and
+/// trace end record, never kills ktrace. With the handler set only when
+/// the watch loop started, this failed: ktrace died of the SIGINT (exit
+/// status 2 from the shell's view, no summary). Five runs, as the window
+/// is milliseconds wide.
+#[test]
+fn ctrl_c_right_after_attach_still_gives_the_summary() {
+    require_bpf();
+    let etcd = Etcd::start().expect("start etcd");
+    let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        let path = dir.path().join(format!("t{i}.trace"));
+        let trace = Trace::start(api.pid(), "storage", &["--output", path.to_str().unwrap()]);
+        let (summary, _) = trace.finish();
+        assert_eq!(summary.pid, Some(api.pid()));
+        let t = analyzer::trace::read(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
+        assert!(t.end.is_some(), "run {i}: the trace has its end record");
+    }
+}

@@ -263,6 +263,14 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         fields: setup.field_configs(),
     };
     let pid = args.target.pid;
+    // Ctrl-C and SIGTERM are caught from here on, before the probes are
+    // placed: one that arrives before the watch loop starts ends it at its
+    // first turn, with the summary, instead of killing ktrace.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let signals = {
+        let _in_runtime = rt.enter();
+        watch::Signals::catch()?
+    };
     let mut session = Session::attach(pid, binary, &setup.sites(), setup.goexit.as_ref(), &options)?;
     if let Some(pid) = pid {
         crate::target::check_runs(pid, binary)?;
@@ -287,7 +295,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let mut state = Loop::new(&mut session, &setup.traced, &captures, cost, mono_start, &sym, writer.as_mut(), pid);
     state.live = std::io::stderr().is_terminal() && !args.json;
     state.metrics = metrics.as_ref();
-    let (ended, profile) = state.run(args, pid, pprof)?;
+    let (ended, profile) = state.run(&rt, signals, args, pid, pprof)?;
     if let (Some(p), Some(w)) = (profile, state.writer.as_deref_mut()) {
         w.record(&Record::Profile(p))?;
     }

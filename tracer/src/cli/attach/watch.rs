@@ -116,14 +116,16 @@ impl<'a> Loop<'a> {
     }
 
     /// Runs until the duration ends (`None`), or returns why it ended early;
+    /// `signals` were caught before the probes were placed;
     /// also returns the CPU profile fetched over the same window, if asked.
     pub(super) fn run(
         &mut self,
+        rt: &tokio::runtime::Runtime,
+        mut signals: Signals,
         args: &AttachArgs,
         pid: Option<u32>,
         pprof: Option<(analyzer::fetch::Source, u64)>,
     ) -> Result<(Option<&'static str>, Option<trace::Profile>), Error> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
             // The profile is fetched concurrently, for the same window as the
             // trace, so `ktrace flame` can merge the two without clock skew.
@@ -132,7 +134,6 @@ impl<'a> Loop<'a> {
                 eprintln!("ktrace: fetching a {seconds} s CPU profile from {}", source.describe());
                 (start_ns, seconds, tokio::spawn(async move { source.fetch(Some(seconds)).await }))
             });
-            let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             let deadline = async {
                 match args.duration {
                     Some(d) => tokio::time::sleep(d).await,
@@ -152,8 +153,8 @@ impl<'a> Loop<'a> {
             let ended = loop {
                 tokio::select! {
                     () = &mut deadline => break None,
-                    r = tokio::signal::ctrl_c() => { r?; break Some("interrupted") }
-                    _ = sigterm.recv() => break Some("terminated"),
+                    _ = signals.interrupt.recv() => break Some("interrupted"),
+                    _ = signals.terminate.recv() => break Some("terminated"),
                     _ = drain.tick() => {
                         let gone = || proc_dir.as_ref().is_some_and(|d| !d.exists());
                         // Putting RET probes back fails once the target is
@@ -389,5 +390,20 @@ impl<'a> Loop<'a> {
             })
             .collect();
         live::draw(&mut std::io::stderr(), &rows, overhead, self.sample_shift);
+    }
+}
+
+/// SIGINT and SIGTERM, caught from the moment this is made: a signal that
+/// arrives before the loop polls for it waits for the loop.
+pub(super) struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts catching; must run inside the loop's runtime.
+    pub(super) fn catch() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
     }
 }
