@@ -265,3 +265,19 @@ fn a_hostile_nest_of_calls_is_cut_not_recursed_into() {
     let x = exclusive(&t, &r);
     assert_eq!(x.own_ns.iter().sum::<u64>(), 1_000_000);
 }
+
+#[test]
+fn cpu_goes_to_the_innermost_traced_frame_with_a_phase() {
+    let h = header();
+    let sym = |id: u32| h.functions[id as usize].symbol.clone();
+    let mut folded = crate::flame::Folded::default();
+    // Storage under registry: storage. Work in the authn envelope but in
+    // no authenticator: other. Under the finisher closure only: other.
+    // Nothing traced: not request work.
+    folded.add(&format!("net/http.(*conn).serve;{};{};{};json.Marshal", sym(FINISHER), sym(REGISTRY), sym(STORAGE)), 7);
+    folded.add(&format!("{};{};encoding/json.Marshal", sym(ROOT), sym(AUTHN_ENVELOPE)), 5);
+    folded.add(&format!("{};{}", sym(AUTHN_ENVELOPE), sym(AUTHN)), 3);
+    folded.add(&format!("{};runtime.mallocgc", sym(FINISHER)), 2);
+    folded.add("runtime.gcBgMarkWorker", 11);
+    assert_eq!(cpu_by_phase(&h, &folded), [3, 0, 0, 0, 7, 5 + 2]);
+}
