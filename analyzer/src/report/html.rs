@@ -46,14 +46,16 @@ pub fn inline_svg(svg: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;font-size:14px}th,td{padding:3px 10px;text-align:right}\
 th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #444}\
-tr.group td{font-weight:bold;border-top:1px solid #aaa}tr.func td:first-child{padding-left:2em;font-family:monospace}\
+tr.group td{font-weight:bold;border-top:1px solid #aaa}tr.func td:first-child{padding-left:2em;font-family:monospace;\
+max-width:48em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 .flame svg{width:100%;height:auto;border:1px solid #ddd}.notes{color:#a50}\
 .waterfall{margin:1em 0 2em}.waterfall h3{font-size:15px;margin:.2em 0}\
 .wf-row{display:flex;align-items:center;font-size:12px;height:18px}\
-.wf-label{width:34em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font-family:monospace}\
+.wf-label{flex:none;box-sizing:border-box;width:34em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font-family:monospace}\
+#phases,#kinds{margin-bottom:1.2em}\
 .wf-track{position:relative;flex:1;height:14px;background:#f4f4f4}\
 .wf-bar{position:absolute;top:1px;height:12px;min-width:1px}\
-.wf-dur{width:6em;text-align:right;font-family:monospace}\
+.wf-dur{flex:none;width:6em;text-align:right;font-family:monospace}\
 .cat-request{background:#888}.cat-call{background:#7a9cc6}.cat-phase{background:#e0a040}\
 .ph-authn{background:#c0504d}.ph-authz{background:#9bbb59}.ph-admission{background:#8064a2}\
 .ph-registry{background:#4bacc6}.ph-storage{background:#f79646}.ph-other{background:#aaa}.err{outline:2px solid #d00}";
@@ -89,6 +91,12 @@ pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -
             let _ = writeln!(h, "<p id=\"cpu-source\">No CPU profile was merged.</p>");
         }
     }
+    // Requests first: they answer where a request's wall time goes; the
+    // per-function table below is the detail.
+    if let Some(r) = &report.requests {
+        requests_html(&mut h, r);
+        let _ = writeln!(h, "<h2>Phases and functions</h2>");
+    }
     let _ = writeln!(h, "<table id=\"report\"><thead><tr>");
     for c in table::COLUMNS {
         let _ = write!(h, "<th>{}</th>", escape(c));
@@ -110,9 +118,6 @@ pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -
         }
     }
     let _ = writeln!(h, "</tbody></table>");
-    if let Some(r) = &report.requests {
-        requests_html(&mut h, r);
-    }
     if !report.notes.is_empty() {
         let _ = writeln!(h, "<ul class=\"notes\">");
         for n in &report.notes {
