@@ -119,7 +119,7 @@ pub fn run(root: &Path, bundled: bool) -> Result<()> {
     let trace = out_dir.join("demo.trace");
     let funcs = if bundled { FUNCS } else { KUBE_FUNCS };
     eprintln!(
-        "demo: ktrace attach --pid {} --funcs {funcs} --args --stacks --output {} --duration {DURATION} \\\n      --pprof {}/debug/pprof/profile --kubeconfig {}",
+        "demo: ktrace attach --pid {} --funcs {funcs} --args --stacks --output {} --duration {DURATION} --no-budget \\\n      --pprof {}/debug/pprof/profile --kubeconfig {}",
         apiserver.pid(),
         trace.display(),
         apiserver.url(),
@@ -138,6 +138,10 @@ pub fn run(root: &Path, bundled: bool) -> Result<()> {
         trace.to_str().context("non-UTF-8 path")?,
         "--duration",
         DURATION,
+        // The report splits every request into phases, which needs every
+        // call timed: under the default budget this load would leave most
+        // RET probes attached a sixth of the time (docs/requests.md).
+        "--no-budget",
         "--pprof",
         &format!("{}/debug/pprof/profile", apiserver.url()),
         "--kubeconfig",
