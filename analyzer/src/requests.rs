@@ -33,7 +33,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::trace::{ArgValue, Call, Header, Trace, TracedFunction};
+use crate::{
+    report::quantile,
+    trace::{ArgValue, Call, Header, Trace, TracedFunction},
+};
 
 /// The phases of a request, in the order of the request path; `other` is
 /// time inside the request but in no phase.
@@ -630,14 +633,6 @@ pub struct KindRow {
     pub p99_ns: Option<u64>,
     /// Each phase's share of the kind's wall time, indexed like [`PHASES`].
     pub phase_share: [f64; 6],
-}
-
-fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 impl Requests {

@@ -549,6 +549,29 @@ fn attach_takes_a_matching_symbols_file_and_refuses_another() {
     assert!(stderr.contains("not a build of") && !stderr.contains("probes on"), "{stderr}");
 }
 
+/// The builds with DWARF of each Go release this machine builds, with their
+/// Go minor version: the release kube-apiserver (go1.26) and the debug
+/// bundled target (go1.19); outside CI a missing one is left out.
+fn dwarf_builds() -> Vec<(PathBuf, Binary, u32, tracer::resolve::Dwarf)> {
+    let mut paths = Vec::new();
+    if let Some(p) = kube(Kube::Release) {
+        paths.push(p);
+    }
+    match testkit::target_binary(testkit::Variant::Debug) {
+        Ok(p) => paths.push(p),
+        Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
+    }
+    paths
+        .into_iter()
+        .map(|path| {
+            let binary = Binary::open(&path).unwrap();
+            let minor = binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
+            let dwarf = binary.dwarf().unwrap().expect("DWARF");
+            (path, binary, minor, dwarf)
+        })
+        .collect()
+}
+
 /// The table of `runtime.g` offsets that stripped binaries rely on holds
 /// what DWARF says, for every Go release this machine builds: 1.26 (the
 /// real kube-apiserver) and 1.19 (targets/, Debian's Go).
@@ -556,18 +579,7 @@ fn attach_takes_a_matching_symbols_file_and_refuses_another() {
 fn goroutine_offsets_table_matches_dwarf() {
     use tracer::plan::goroutine::GOffsets;
     let mut checked = Vec::new();
-    let mut builds = Vec::new();
-    if let Some(p) = kube(Kube::Release) {
-        builds.push(p);
-    }
-    match testkit::target_binary(testkit::Variant::Debug) {
-        Ok(p) => builds.push(p),
-        Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
-    }
-    for path in builds {
-        let binary = Binary::open(&path).unwrap();
-        let minor = binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
-        let dwarf = binary.dwarf().unwrap().expect("DWARF");
+    for (path, binary, minor, dwarf) in dwarf_builds() {
         let from_dwarf = GOffsets::from_dwarf(&dwarf).expect("runtime.g.goid in DWARF");
         let from_table = GOffsets::from_table(binary.machine(), minor);
         assert_eq!(from_table, Some(from_dwarf), "go1.{minor} ({})", path.display());
@@ -583,18 +595,7 @@ fn goroutine_offsets_table_matches_dwarf() {
 fn field_offsets_table_matches_dwarf() {
     use tracer::plan::fields::{Shape, TABLE, TableField, TypeSource};
     let mut checked = Vec::new();
-    let mut builds = Vec::new();
-    if let Some(p) = kube(Kube::Release) {
-        builds.push(p);
-    }
-    match testkit::target_binary(testkit::Variant::Debug) {
-        Ok(p) => builds.push(p),
-        Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
-    }
-    for path in builds {
-        let binary = Binary::open(&path).unwrap();
-        let minor = binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
-        let dwarf = binary.dwarf().unwrap().expect("DWARF");
+    for (_, binary, minor, dwarf) in dwarf_builds() {
         let (_, _, structs) =
             TABLE.iter().find(|(m, v, _)| *m == binary.machine() && *v == minor).expect("a row for this release");
         for (name, fields) in *structs {

@@ -232,3 +232,8 @@ fn requests_are_stitched_across_goroutines_release() {
 fn requests_are_stitched_across_goroutines_stripped() {
     check(KubeVariant::Stripped);
 }
+
+#[test]
+fn requests_are_stitched_across_goroutines_debug() {
+    check(KubeVariant::Debug);
+}

@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use super::{Report, RequestsSection, table};
-use crate::requests::PHASES;
 
 /// Escapes text for HTML content and attributes.
 pub fn escape(s: &str) -> String {
@@ -161,37 +160,8 @@ fn requests_html(h: &mut String, r: &RequestsSection) {
         }
         h.push_str("</tbody></table>\n");
     };
-    let opt = |v: Option<u64>| v.map(table::duration).unwrap_or_else(|| "-".into());
-    let head: Vec<String> =
-        ["PHASE", "SHARE", "REQUESTS", "P50/REQ", "P99/REQ", "WALL", "CPU"].iter().map(|s| s.to_string()).collect();
-    let rows = r
-        .phases
-        .iter()
-        .map(|p| {
-            vec![
-                p.wall.phase.clone(),
-                table::share(Some(p.wall.share)),
-                p.wall.requests.to_string(),
-                opt(p.wall.p50_ns),
-                opt(p.wall.p99_ns),
-                table::duration(p.wall.wall_ns),
-                opt(p.cpu_ns),
-            ]
-        })
-        .collect();
-    table(h, "phases", &head, rows);
-    let mut head: Vec<String> = ["KIND", "COUNT", "P50", "P99"].iter().map(|s| s.to_string()).collect();
-    head.extend(PHASES.iter().map(|p| p.to_ascii_uppercase()));
-    let rows = r
-        .kinds
-        .iter()
-        .map(|k| {
-            let mut l = vec![k.kind.clone(), k.count.to_string(), opt(k.p50_ns), opt(k.p99_ns)];
-            l.extend(k.phase_share.iter().map(|s| table::share(Some(*s))));
-            l
-        })
-        .collect();
-    table(h, "kinds", &head, rows);
+    table(h, "phases", &table::phase_header(), r.phases.iter().map(table::phase_cells).collect());
+    table(h, "kinds", &table::kind_header(), r.kinds.iter().map(table::kind_cells).collect());
     let _ = writeln!(h, "<h2>Slowest requests</h2>");
     for w in &r.slowest {
         let _ = writeln!(

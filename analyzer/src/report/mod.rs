@@ -232,7 +232,8 @@ fn frame_of(symbol: &str) -> &str {
     symbol.rsplit_once(" in ").map(|(_, f)| f).unwrap_or(symbol)
 }
 
-fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+/// The `q` quantile of sorted values (nearest rank), or `None` when empty.
+pub(crate) fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }
@@ -486,7 +487,7 @@ fn group_rows(
 }
 
 /// The requests part, when the trace has request roots.
-fn requests_section(trace: &Trace, stitched: &Requests, phase_cpu: Option<[u64; 6]>) -> Option<RequestsSection> {
+pub fn requests_section(trace: &Trace, stitched: &Requests, phase_cpu: Option<[u64; 6]>) -> Option<RequestsSection> {
     if stitched.requests.is_empty() {
         return None;
     }

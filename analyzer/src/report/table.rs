@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, RequestsSection, Row, Waterfall};
-use crate::requests::PHASES;
+use super::{PhaseLine, Report, RequestsSection, Row, Waterfall};
+use crate::requests::{KindRow, PHASES};
 
 /// `1.23ms`-style duration.
 pub use crate::summary::format_ns as duration;
@@ -43,31 +43,14 @@ pub const COLUMNS: [&str; 9] = ["GROUP / FUNCTION", "CALLS", "P50", "P99", "MAX"
 
 /// Renders the table.
 pub fn render(report: &Report) -> String {
-    let mut lines: Vec<[String; 9]> = vec![COLUMNS.map(String::from)];
+    let mut lines: Vec<Vec<String>> = vec![COLUMNS.map(String::from).to_vec()];
     for g in &report.groups {
-        lines.push(cells(g.name.clone(), g));
+        lines.push(cells(g.name.clone(), g).to_vec());
         for f in report.functions.iter().filter(|f| f.row.as_deref() == Some(g.name.as_str())) {
-            lines.push(cells(format!("  {}", short(&f.name)), f));
+            lines.push(cells(format!("  {}", short(&f.name)), f).to_vec());
         }
     }
-    let mut widths = [0usize; 9];
-    for l in &lines {
-        for (w, c) in widths.iter_mut().zip(l) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for l in &lines {
-        for (i, (c, w)) in l.iter().zip(widths).enumerate() {
-            let pad = w - c.chars().count();
-            if i == 0 {
-                let _ = write!(out, "{c}{}", " ".repeat(pad));
-            } else {
-                let _ = write!(out, "  {}{c}", " ".repeat(pad));
-            }
-        }
-        out.push('\n');
-    }
+    let mut out = grid(&lines);
     if let Some(p) = &report.cpu_profile {
         let _ = writeln!(out, "CPU: {} from {} ({} in {})", p.sample_type, p.source, p.total, p.unit);
     } else {
@@ -112,34 +95,47 @@ const BAR: usize = 40;
 /// Lines of one waterfall in a terminal.
 const MAX_SPANS: usize = 40;
 
+/// Column titles of the per-phase request table.
+pub fn phase_header() -> Vec<String> {
+    ["PHASE", "SHARE", "REQUESTS", "P50/REQ", "P99/REQ", "WALL", "CPU"].map(String::from).to_vec()
+}
+
+/// One phase's cells, in [`phase_header`] order.
+pub fn phase_cells(p: &PhaseLine) -> Vec<String> {
+    vec![
+        p.wall.phase.clone(),
+        share(Some(p.wall.share)),
+        p.wall.requests.to_string(),
+        opt(p.wall.p50_ns),
+        opt(p.wall.p99_ns),
+        duration(p.wall.wall_ns),
+        opt(p.cpu_ns),
+    ]
+}
+
+/// Column titles of the per-kind request table.
+pub fn kind_header() -> Vec<String> {
+    let mut head: Vec<String> = ["KIND", "COUNT", "P50", "P99"].map(String::from).to_vec();
+    head.extend(PHASES.iter().map(|p| p.to_ascii_uppercase()));
+    head
+}
+
+/// One kind's cells, in [`kind_header`] order.
+pub fn kind_cells(k: &KindRow) -> Vec<String> {
+    let mut l = vec![k.kind.clone(), k.count.to_string(), opt(k.p50_ns), opt(k.p99_ns)];
+    l.extend(k.phase_share.iter().map(|s| share(Some(*s))));
+    l
+}
+
 /// The requests part: phases, kinds, and the slowest requests as waterfalls.
 pub fn requests(r: &RequestsSection) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "REQUESTS: {} ({} traced calls outside any request)", r.count, r.calls_outside);
-    let mut lines =
-        vec![["PHASE", "SHARE", "REQUESTS", "P50/REQ", "P99/REQ", "WALL", "CPU"].map(String::from).to_vec()];
-    for p in &r.phases {
-        lines.push(vec![
-            p.wall.phase.clone(),
-            share(Some(p.wall.share)),
-            p.wall.requests.to_string(),
-            opt(p.wall.p50_ns),
-            opt(p.wall.p99_ns),
-            duration(p.wall.wall_ns),
-            opt(p.cpu_ns),
-        ]);
-    }
-    out.push_str(&grid(&lines));
+    let phases: Vec<Vec<String>> = r.phases.iter().map(phase_cells).collect();
+    out.push_str(&grid(&[vec![phase_header()], phases].concat()));
     out.push('\n');
-    let mut head = vec!["KIND", "COUNT", "P50", "P99"].into_iter().map(String::from).collect::<Vec<_>>();
-    head.extend(PHASES.iter().map(|p| p.to_ascii_uppercase()));
-    let mut lines = vec![head];
-    for k in &r.kinds {
-        let mut l = vec![k.kind.clone(), k.count.to_string(), opt(k.p50_ns), opt(k.p99_ns)];
-        l.extend(k.phase_share.iter().map(|s| share(Some(*s))));
-        lines.push(l);
-    }
-    out.push_str(&grid(&lines));
+    let kinds: Vec<Vec<String>> = r.kinds.iter().map(kind_cells).collect();
+    out.push_str(&grid(&[vec![kind_header()], kinds].concat()));
     for w in &r.slowest {
         out.push('\n');
         out.push_str(&waterfall(w));

@@ -201,9 +201,8 @@ fn write_timeline(args: &FlameArgs, trace: &Trace) -> Result<(), Error> {
     let doc = timeline::chrome_trace(trace, &stitched);
     let json = serde_json::to_vec(&doc).map_err(std::io::Error::from)?;
     write_file(&args.output, &json)?;
-    let rep = report::build(trace, None).map_err(report_error)?;
-    if let Some(r) = &rep.requests {
-        print!("{}", report::table::requests(r));
+    if let Some(r) = report::requests_section(trace, &stitched, None) {
+        print!("{}", report::table::requests(&r));
     }
     for n in &stitched.notes {
         eprintln!("ktrace: note: {n}");
