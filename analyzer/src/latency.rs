@@ -116,6 +116,7 @@ mod tests {
 
     pub(crate) fn call(func: u32, g: u64, start_ns: u64, dur_ns: u64, stack: &[&str]) -> Call {
         Call {
+            pid: None,
             func,
             g,
             goid: None,

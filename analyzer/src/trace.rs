@@ -113,6 +113,11 @@ pub enum ArgValue {
 pub struct Call {
     /// Index into `header.functions`.
     pub func: u32,
+    /// The process that made the call, when the trace holds several
+    /// (`ktrace attach --binary`, or several `--pid`s); absent when it
+    /// holds one, the header's `pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Address of the goroutine's `runtime.g`: stable while a call is in flight.
     pub g: u64,
     /// Goroutine id, when ktrace knew where `runtime.g.goid` is.
@@ -160,6 +165,10 @@ pub struct Bucket {
 pub struct FunctionStats {
     /// Index into `header.functions`.
     pub func: u32,
+    /// The process these totals are of, when the trace holds several: then
+    /// each function has one record per process; absent when it holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Calls (entry passes, stack-growth re-entries excluded).
     pub calls: u64,
     /// Calls whose error result was non-nil; absent when not measured.
@@ -393,6 +402,7 @@ mod tests {
 
     fn call() -> Call {
         Call {
+            pid: None,
             func: 0,
             g: 0xc000_1000,
             goid: Some(5),
@@ -419,6 +429,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let stats = FunctionStats {
+            pid: None,
             func: 0,
             calls: 1,
             errors: Some(1),

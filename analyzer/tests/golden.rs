@@ -131,6 +131,7 @@ fn trace() -> trace::Trace {
         ],
     };
     let c = |func, g, start_ns, dur_ns, stack: &[&str]| Call {
+        pid: None,
         func,
         g,
         goid: None,

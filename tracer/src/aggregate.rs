@@ -133,6 +133,7 @@ impl Outcome<'_> {
             .zip(&summary.functions)
             .enumerate()
             .map(|(id, (c, s))| FunctionStats {
+                pid: None,
                 func: id as u32,
                 calls: s.calls,
                 errors: s.errors,

@@ -162,6 +162,7 @@ fn write_trace(path: &std::path::Path) {
     let mut w = TraceWriter::new(std::fs::File::create(path).unwrap(), &header).unwrap();
     let stack = vec!["main.main".into()];
     let call = Call {
+        pid: None,
         func: 0,
         g: 1,
         goid: None,

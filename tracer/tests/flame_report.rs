@@ -67,6 +67,7 @@ fn write_trace(path: &Path) {
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut w = TraceWriter::new(file, &header).unwrap();
     let call = |func, g, start_ns, dur_ns, stack: &[&str]| Call {
+        pid: None,
         func,
         g,
         goid: None,

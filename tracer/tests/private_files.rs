@@ -42,6 +42,7 @@ fn write_trace(path: &Path) {
     let mut w = TraceWriter::new(std::fs::File::create(path).unwrap(), &header).unwrap();
     for i in 0..10u64 {
         w.call(&Call {
+            pid: None,
             func: 0,
             g: 0xc000_0000 + i,
             goid: None,

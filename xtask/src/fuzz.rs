@@ -140,6 +140,7 @@ fn write_generated_seeds(target: &str, corpus: &Path) -> Result<()> {
         };
         let mut w = trace::TraceWriter::new(Vec::new(), &header)?;
         w.call(&trace::Call {
+            pid: None,
             func: 0,
             g: 0xc000_1000,
             goid: Some(7),

@@ -11,6 +11,7 @@ const S: &str = "k8s.io/apiserver/pkg/storage/etcd3.(*store).Create";
 
 fn call(func: u32, g: u64, start_ns: u64, dur_ns: u64) -> Call {
     Call {
+        pid: None,
         func,
         g,
         goid: None,
@@ -34,6 +35,7 @@ fn trace() -> Trace {
         phase: None,
     };
     let stats = |func, calls, sum, max| FunctionStats {
+        pid: None,
         func,
         calls,
         errors: Some(0),

@@ -49,6 +49,7 @@ fn header() -> Header {
 
 fn call(func: u32, goid: u64, parent: u64, start_ns: u64, dur_ns: u64) -> Call {
     Call {
+        pid: None,
         func,
         g: goid * 0x1000,
         goid: Some(goid),

@@ -164,6 +164,7 @@ pub fn to_call(ev: &CallEvent, captures: &Captures, mono_start: u64, stack: &[St
         args.insert(name.clone(), ArgValue::Int(value));
     }
     Call {
+        pid: None,
         func: ev.func,
         g: ev.g,
         goid: (ev.goid != 0).then_some(ev.goid),
