@@ -34,6 +34,11 @@ pub struct LatencyNs {
 pub struct FunctionSummary {
     /// Fully qualified Go symbol.
     pub symbol: String,
+    /// The process these figures are of. With several processes
+    /// (`--binary`, several `--pid`s) each function has one entry per
+    /// process; absent when no single process was traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Exact number of calls.
     pub calls: u64,
     /// Calls that returned a non-nil error; `null` when not measured.
@@ -53,10 +58,14 @@ pub struct FunctionSummary {
 pub struct Summary {
     /// What was measured.
     pub mode: Mode,
-    /// PID of the traced process, when one was traced.
+    /// PID of the traced process, when exactly one was traced.
     pub pid: Option<u32>,
-    /// Every traced function, in the order they were resolved.
+    /// Every traced function, in the order they were resolved; with several
+    /// processes, the functions of each process in turn (see `processes`).
     pub functions: Vec<FunctionSummary>,
+    /// Every process traced, in the order ktrace found them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessSummary>,
     /// Per-call events lost to a full ring buffer (counters never drop).
     pub dropped_events: u64,
     /// Wall time between attach and the final read.
@@ -70,6 +79,20 @@ pub struct Summary {
     /// How the probes were tied to ktrace: `uprobe_multi` or `perf_event`.
     #[serde(default)]
     pub links: Option<String>,
+}
+
+/// One process of a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSummary {
+    /// Its PID.
+    pub pid: u32,
+    /// When its probes were placed, in ns after the session began (0 for
+    /// the processes found at attach; later for ones started since).
+    pub attached_ns: u64,
+    /// How long it was traced, ns: until it exited or the session ended.
+    pub traced_ns: u64,
+    /// Whether it exited while traced.
+    pub exited: bool,
 }
 
 /// A duration in nanoseconds with a unit a person reads at a glance:
@@ -96,11 +119,13 @@ mod tests {
             pid: Some(42),
             functions: vec![FunctionSummary {
                 symbol: "main.f".into(),
+                pid: Some(42),
                 calls: 3,
                 errors: None,
                 latency_ns: None,
                 sampled_fraction: None,
             }],
+            processes: vec![],
             dropped_events: 0,
             duration_ns: 5,
             attach_seconds: Some(0.25),

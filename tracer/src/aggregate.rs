@@ -107,6 +107,7 @@ impl Outcome<'_> {
                 let errors_measured = traced.get(i).is_some_and(|t| t.captures.errors);
                 FunctionSummary {
                     symbol: c.symbol.clone(),
+                    pid: self.pid,
                     calls: c.counters.calls,
                     errors: (timed && errors_measured).then_some(c.counters.errors),
                     latency_ns: if timed { c.hist.latency() } else { None },
@@ -118,6 +119,7 @@ impl Outcome<'_> {
             mode: self.mode,
             pid: self.pid,
             functions,
+            processes: Vec::new(),
             dropped_events: self.stats.dropped,
             duration_ns: u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX),
             attach_seconds: None,
@@ -126,14 +128,21 @@ impl Outcome<'_> {
         }
     }
 
-    /// The trace file's per-function records, from the summary.
-    pub fn records(&self, summary: &Summary, detached: &[Option<String>]) -> Vec<FunctionStats> {
+    /// The trace file's per-function records, from the summary's entries
+    /// of this process (`functions`); `tagged`: each record names the
+    /// process (a trace of several).
+    pub fn records(
+        &self,
+        functions: &[FunctionSummary],
+        detached: &[Option<String>],
+        tagged: bool,
+    ) -> Vec<FunctionStats> {
         self.counts
             .iter()
-            .zip(&summary.functions)
+            .zip(functions)
             .enumerate()
             .map(|(id, (c, s))| FunctionStats {
-                pid: None,
+                pid: if tagged { self.pid } else { None },
                 func: id as u32,
                 calls: s.calls,
                 errors: s.errors,

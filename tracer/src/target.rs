@@ -74,7 +74,7 @@ impl TargetError {
 }
 
 /// A device and inode number: what identifies a file to uprobes.
-type FileId = (u64, u64);
+pub type FileId = (u64, u64);
 
 /// The path the process gives its executable, in its own mount namespace,
 /// and whether the kernel marked it deleted.
@@ -208,4 +208,72 @@ pub fn check_runs(pid: u32, binary: &Binary) -> Result<(), TargetError> {
         binary.path().display(),
         describe_ids(&build_ids(binary)),
     )))
+}
+
+/// A process seen by [`scan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// It runs the file.
+    Runs(u32),
+    /// It runs another file at the same path (the file was replaced, e.g.
+    /// by an upgrade, after ktrace read it).
+    Replaced(u32),
+}
+
+/// Every process that runs `file` (device and inode) now, or runs another
+/// file at `path`, in PID order. Processes ktrace may not inspect, and
+/// ones that exit while it looks, are left out.
+pub fn scan(file: FileId, path: Option<&Path>) -> Vec<Seen> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut out: Vec<Seen> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter_map(|pid| {
+            let id = exe_id(pid).ok()?;
+            if id == file {
+                return Some(Seen::Runs(pid));
+            }
+            let (exe, _) = exe_path(pid).ok()?;
+            (Some(exe.as_path()) == path).then_some(Seen::Replaced(pid))
+        })
+        .collect();
+    out.sort_by_key(|s| match s {
+        Seen::Runs(p) | Seen::Replaced(p) => *p,
+    });
+    out
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/PID/stat`): with the PID, it names one process, even after the
+/// PID is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count after the last `)`.
+    stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Checks, before anything is read, that every `--pid` runs one file.
+pub fn check_one_file(pids: &[u32]) -> Result<(), TargetError> {
+    let Some((&first, rest)) = pids.split_first() else { return Ok(()) };
+    if first == 0 || !Path::new(&format!("/proc/{first}")).exists() {
+        return Err(TargetError::NoProcess(first));
+    }
+    let file = exe_id(first)?;
+    for &pid in rest {
+        if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(TargetError::NoProcess(pid));
+        }
+        if pid == first || pids.iter().filter(|&&p| p == pid).count() > 1 {
+            return Err(TargetError::Mismatch(format!("PID {pid} is given twice")));
+        }
+        if exe_id(pid)? != file {
+            let path = |p: u32| exe_path(p).map_or_else(|_| "?".into(), |(p, _)| p.display().to_string());
+            return Err(TargetError::Mismatch(format!(
+                "PID {pid} runs {}, not the file PID {first} runs ({}): one ktrace traces one file; run one per file",
+                path(pid),
+                path(first)
+            )));
+        }
+    }
+    Ok(())
 }

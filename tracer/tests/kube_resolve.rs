@@ -508,10 +508,10 @@ fn funcs_all_on_the_debug_build() {
 }
 
 /// `attach --symbols` plans with the file's DWARF and places every probe on
-/// the stripped build's file for a second (whatever runs it; calls are not
-/// checked, another test may be running it); a file with other code is
-/// refused before any probe is placed. Needs BPF: fails, never skips,
-/// without it.
+/// the stripped build's file for a second, in a stripped kube-apiserver
+/// started for it (`--binary`: every process running the file; calls are
+/// not checked); a file with other code is refused before any probe is
+/// placed. Needs BPF: fails, never skips, without it.
 #[test]
 fn attach_takes_a_matching_symbols_file_and_refuses_another() {
     let Some(builds) = all_builds() else { return };
@@ -519,6 +519,8 @@ fn attach_takes_a_matching_symbols_file_and_refuses_another() {
         panic!("this test needs BPF and uprobes: {missing}");
     }
     let (stripped, release, debug) = (&builds[&Kube::Stripped], &builds[&Kube::Release], &builds[&Kube::Debug]);
+    let etcd = testkit::Etcd::start().expect("start etcd");
+    let server = testkit::KubeApiserver::start(Kube::Stripped, &etcd).unwrap_or_else(|e| panic!("{e:#}"));
     let attach = |symbols: &Path| {
         ktrace(&[
             "attach",
@@ -537,8 +539,13 @@ fn attach_takes_a_matching_symbols_file_and_refuses_another() {
     let out = attach(release);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("attach --json prints a summary");
-    let traced: BTreeSet<&str> =
-        summary["functions"].as_array().unwrap().iter().map(|f| f["symbol"].as_str().unwrap()).collect();
+    let traced: BTreeSet<&str> = summary["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["pid"] == server.pid())
+        .map(|f| f["symbol"].as_str().unwrap())
+        .collect();
     let listed = funcs_json(stripped, None, "storage");
     let listed: BTreeSet<&str> = listed.iter().map(|d| d["symbol"].as_str().unwrap()).collect();
     assert_eq!(traced, listed);

@@ -103,8 +103,9 @@ impl PendingFields {
 
 /// Maps code addresses of the target to function names.
 pub struct Symbolizer {
-    /// (entry, end, name), sorted by entry.
-    ranges: Vec<(u64, u64, String)>,
+    /// (entry, end, name), sorted by entry; shared by the processes of one
+    /// binary.
+    ranges: std::sync::Arc<[(u64, u64, String)]>,
     /// Added to a file address to get the address in the running process
     /// (non-zero for position-independent executables).
     bias: u64,
@@ -115,7 +116,12 @@ impl Symbolizer {
     pub fn new(functions: &[Function], bias: u64) -> Self {
         let mut ranges: Vec<_> = functions.iter().map(|f| (f.entry, f.end, f.name.clone())).collect();
         ranges.sort_unstable_by_key(|r| r.0);
-        Self { ranges, bias }
+        Self { ranges: ranges.into(), bias }
+    }
+
+    /// The same table for another process of the binary, loaded at `bias`.
+    pub fn with_bias(&self, bias: u64) -> Self {
+        Self { ranges: std::sync::Arc::clone(&self.ranges), bias }
     }
 
     /// The function containing the instruction before a return address, or

@@ -12,7 +12,7 @@ use std::{
 };
 
 use analyzer::{
-    summary::Mode,
+    summary::{Mode, ProcessSummary, Summary},
     trace::{End, Record, TraceWriter},
 };
 use clap::Args;
@@ -37,7 +37,7 @@ use crate::{
     resolve::Binary,
     session::{self, Setup},
 };
-use watch::Loop;
+use watch::{Loop, Proc};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -198,6 +198,8 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let filter = args.filter()?;
     let capture = args.capture()?;
     privileges::check()?;
+    // Several --pid must run one file: said before the slow part.
+    crate::target::check_one_file(args.target.pids())?;
     // Bound before the slow part, so a busy port fails at once.
     let metrics = args.serve_metrics.map(serve_metrics).transpose()?;
     let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
@@ -262,7 +264,10 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         links: args.links,
         fields: setup.field_configs(),
     };
-    let pid = args.target.pid;
+    let pids = args.target.pids().to_vec();
+    // Several processes (several --pid, or --binary: every process running
+    // the file, now and later): records and summaries name their process.
+    let tagged = pids.len() != 1;
     // Ctrl-C and SIGTERM are caught from here on, before the probes are
     // placed: one that arrives before the watch loop starts ends it at its
     // first turn, with the summary, instead of killing ktrace.
@@ -271,48 +276,143 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         let _in_runtime = rt.enter();
         watch::Signals::catch()?
     };
-    let mut session = Session::attach(pid, binary, &setup.sites(), setup.goexit.as_ref(), &options)?;
-    if let Some(pid) = pid {
+    let sites = setup.sites();
+    let base_sym = Symbolizer::new(functions, 0);
+    let attach_one = |pid: u32, at: Duration| -> Result<Proc, Error> {
+        let session = Session::attach(Some(pid), binary, &sites, setup.goexit.as_ref(), &options)?;
         crate::target::check_runs(pid, binary)?;
+        let bias = match functions.first() {
+            Some(f) => events::load_bias(pid, f.entry, binary.file_offset(f.entry)?),
+            None => 0,
+        };
+        Ok(Proc::new(Some(pid), session, base_sym.with_bias(bias), setup.traced.len(), at))
+    };
+    let began = Instant::now();
+    let mut procs = Vec::new();
+    let mut finder = None;
+    if pids.is_empty() {
+        // --binary: what runs the file now; the watch loop finds the rest.
+        let file = binary.file_id().ok_or_else(|| Error::Input("--binary: the file has no inode".into()))?;
+        let path = args.target.binary.as_deref().and_then(|p| std::fs::canonicalize(p).ok());
+        let mut known = std::collections::HashSet::new();
+        let mut warned = std::collections::HashSet::new();
+        for (pid, _) in find_new(file, path.as_deref(), &mut known, &mut warned) {
+            procs.push(attach_one(pid, Duration::ZERO)?);
+        }
+        let shown = args.target.binary.clone().unwrap_or_default();
+        if procs.is_empty() {
+            eprintln!("ktrace: no process runs {} yet; waiting for one", shown.display());
+        }
+        let attach_one = &attach_one;
+        finder = Some(move |at: Duration| -> Vec<Proc> {
+            let mut out = Vec::new();
+            for (pid, _) in find_new(file, path.as_deref(), &mut known, &mut warned) {
+                match attach_one(pid, at) {
+                    Ok(p) => {
+                        if let Some(s) = p.session() {
+                            eprintln!(
+                                "ktrace: PID {pid} started running {}: {} probes placed in {:.2} s",
+                                shown.display(),
+                                s.probes,
+                                s.attach_time.as_secs_f64()
+                            );
+                        }
+                        out.push(p);
+                    }
+                    Err(e) => eprintln!("ktrace: warning: PID {pid} runs {}, but was not traced: {e}", shown.display()),
+                }
+            }
+            out
+        });
+    } else {
+        for &pid in &pids {
+            procs.push(attach_one(pid, Duration::ZERO)?);
+        }
     }
     binary.release_pages();
     let started = Instant::now();
-    announce(args, &session, &setup, binary, cost, filter.as_ref());
+    announce(args, &procs, &setup, binary, cost, filter.as_ref());
+    let first_pid = procs.first().and_then(|p| p.pid);
     if let Some(m) = &metrics {
-        let (target, functions) = metrics::describe(&setup, binary, pid, |id| session.is_tracked(id));
+        let tracked = |id| procs.first().and_then(Proc::session).is_none_or(|s| s.is_tracked(id));
+        let (target, functions) = metrics::describe(&setup, binary, first_pid, tracked);
         m.describe(target, functions);
     }
+    let header_pid = if tagged { None } else { first_pid };
     let mut writer = match &args.output {
-        Some(path) => Some(open_trace(path, args, &setup, binary, start_unix_ns)?),
+        Some(path) => Some(open_trace(path, args, &setup, binary, header_pid, start_unix_ns)?),
         None => None,
     };
-    let bias = match (pid, functions.first()) {
-        (Some(p), Some(f)) => events::load_bias(p, f.entry, binary.file_offset(f.entry)?),
-        _ => 0,
-    };
-    let sym = Symbolizer::new(functions, bias);
     let captures = setup.captures();
-    let mut state = Loop::new(&mut session, &setup.traced, &captures, cost, mono_start, &sym, writer.as_mut(), pid);
+    let mut state = Loop::new(procs, &setup.traced, &captures, cost, mono_start, writer.as_mut());
+    state.began = began;
+    state.tagged = tagged;
     state.live = std::io::stderr().is_terminal() && !args.json;
     state.metrics = metrics.as_ref();
-    let (ended, profile) = state.run(&rt, signals, args, pid, pprof)?;
+    let mut finder = finder;
+    if let Some(f) = finder.as_mut() {
+        state.finder = Some(f);
+    }
+    let (ended, profile) = state.run(&rt, signals, args, pprof)?;
     if let (Some(p), Some(w)) = (profile, state.writer.as_deref_mut()) {
         w.record(&Record::Profile(p))?;
     }
-    let detached = std::mem::take(&mut state.detached);
-    if state.pending.evicted > 0 {
+    let evicted: u64 = state.procs.iter().map(|p| p.pending.evicted).sum();
+    if evicted > 0 {
         eprintln!(
-            "ktrace: warning: --capture: the values of {} calls waited past {} others for their call's event and \
-             were dropped",
-            state.pending.evicted,
+            "ktrace: warning: --capture: the values of {evicted} calls waited past {} others for their call's event \
+             and were dropped",
             events::MAX_PENDING
         );
     }
     if let Some(e) = state.write_error.take() {
         return Err(e.into());
     }
-    finish(args, session, &setup, started, ended, &detached, writer, filter.as_ref())
+    let procs = std::mem::take(&mut state.procs);
+    drop(state);
+    finish(args, procs, &setup, started, ended, writer, filter.as_ref(), tagged)
 }
+
+/// The processes that run `file` and were not seen before (by PID and
+/// start time, so a reused PID is a new process), as (PID, start time);
+/// a process running another file at `path` (replaced by an upgrade) is
+/// named once.
+fn find_new(
+    file: crate::target::FileId,
+    path: Option<&Path>,
+    known: &mut std::collections::HashSet<(u32, u64)>,
+    warned: &mut std::collections::HashSet<(u32, u64)>,
+) -> Vec<(u32, u64)> {
+    use crate::target::{Seen, scan, start_time};
+    let mut out = Vec::new();
+    for seen in scan(file, path) {
+        match seen {
+            Seen::Runs(pid) => {
+                let Some(t) = start_time(pid) else { continue };
+                if known.len() < MAX_PROCESSES && known.insert((pid, t)) {
+                    out.push((pid, t));
+                } else if known.len() >= MAX_PROCESSES && warned.insert((0, 0)) {
+                    eprintln!("ktrace: warning: {MAX_PROCESSES} processes traced; later ones are not");
+                }
+            }
+            Seen::Replaced(pid) => {
+                let Some(t) = start_time(pid) else { continue };
+                if warned.insert((pid, t)) {
+                    eprintln!(
+                        "ktrace: warning: PID {pid} runs another file at {} (replaced since ktrace read it): not \
+                         traced; run ktrace again for it",
+                        path.map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// At most this many processes in one session: each has its own maps in
+/// the kernel (about 30 MB with its ring buffers and stack map).
+const MAX_PROCESSES: usize = 32;
 
 /// Each request root (the `request` preset's outermost handler) also
 /// captures its request's method and path, which name the request in the
@@ -375,27 +475,36 @@ fn calibrate(args: &AttachArgs) -> Option<HitCost> {
 /// Says what was placed, what it costs, and what happens to secrets.
 fn announce(
     args: &AttachArgs,
-    session: &Session,
+    procs: &[Proc],
     setup: &Setup,
     binary: &Binary,
     cost: Option<HitCost>,
     filter: Option<&FilterSpec>,
 ) {
-    let who = args
-        .target
-        .pid
-        .map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
     let until =
         args.duration.map_or_else(|| "until Ctrl-C".to_string(), |d| format!("for {}", humantime::format_duration(d)));
     let mode = if args.count_only { "counting" } else { "tracing" };
-    eprintln!(
-        "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {} links; {mode} {until}",
-        session.probes,
-        setup.traced.len(),
-        session.single_stepped,
-        session.attach_time.as_secs_f64(),
-        links_name(session),
-    );
+    let every = args.target.binary.is_some();
+    for p in procs {
+        let Some(session) = p.session() else { continue };
+        let who =
+            p.pid.map_or_else(|| format!("every process running {}", binary.path().display()), |p| format!("PID {p}"));
+        eprintln!(
+            "ktrace: {} probes on {} functions of {who} ({} single-stepped) placed in {:.2} s through {} links; {mode} {until}",
+            session.probes,
+            setup.traced.len(),
+            session.single_stepped,
+            session.attach_time.as_secs_f64(),
+            links_name(session),
+        );
+    }
+    if every {
+        eprintln!(
+            "ktrace: processes that start running {} are traced too, from when ktrace finds them (within {} ms)",
+            args.target.binary.as_deref().unwrap_or(Path::new("")).display(),
+            watch::RESCAN_EVERY.as_millis()
+        );
+    }
     if let (Some(pct), Some(_)) = (args.budget(), cost) {
         eprintln!(
             "ktrace: overhead budget {pct}% of the target's CPU: RET probes of costly functions rotate, their latency \
@@ -423,42 +532,79 @@ fn links_name(session: &Session) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 fn finish(
     args: &AttachArgs,
-    mut session: Session,
+    mut procs: Vec<Proc>,
     setup: &Setup,
     started: Instant,
     ended: Option<&str>,
-    detached: &[Option<String>],
     writer: Option<TraceWriter<BufWriter<File>>>,
     filter: Option<&FilterSpec>,
+    tagged: bool,
 ) -> Result<(), Error> {
-    let counts = session.counts()?;
-    let stats = session.stats()?;
+    let detach_start = Instant::now();
+    for p in &mut procs {
+        p.close(false)?;
+    }
+    let detach_time = detach_start.elapsed();
     let duration = started.elapsed();
-    let detach_time = session.detach_all();
-    let fractions: Vec<Option<f64>> = (0..counts.len()).map(|i| session.sampled_fraction(i as u32)).collect();
-    let (attach_time, links) = (session.attach_time, links_name(&session));
-    drop(session);
     if let Some(why) = ended {
         eprintln!("ktrace: {why}; summary so far:");
     }
     let mode = if args.count_only { Mode::CountOnly } else { Mode::Latency };
-    let outcome = Outcome { mode, pid: args.target.pid, counts: &counts, fractions: &fractions, stats, duration };
-    for w in outcome.warnings(filter.map(FilterSpec::text).as_deref()) {
-        eprintln!("ktrace: {w}");
-    }
-    let mut summary = outcome.summary(&setup.traced);
-    summary.attach_seconds = Some(attach_time.as_secs_f64());
-    summary.detach_seconds = Some(detach_time.as_secs_f64());
-    summary.links = Some(links.into());
-    if let Some(mut w) = writer {
-        for record in outcome.records(&summary, detached) {
-            w.record(&Record::Function(record))?;
+    let mut summary = Summary {
+        mode,
+        pid: if tagged { None } else { procs.first().and_then(|p| p.pid) },
+        functions: Vec::new(),
+        processes: Vec::new(),
+        dropped_events: 0,
+        duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        attach_seconds: None,
+        detach_seconds: Some(detach_time.as_secs_f64()),
+        links: None,
+    };
+    let (mut writer, mut sampled_out) = (writer, 0);
+    for p in &procs {
+        let Some(c) = &p.closed else { continue };
+        let outcome = Outcome {
+            mode,
+            pid: p.pid,
+            counts: &c.counts,
+            fractions: &c.fractions,
+            stats: c.stats,
+            duration: c.duration,
+        };
+        let who = p.pid.filter(|_| tagged).map_or_else(String::new, |pid| format!("PID {pid}: "));
+        for w in outcome.warnings(filter.map(FilterSpec::text).as_deref()) {
+            eprintln!("ktrace: {who}{w}");
         }
-        w.finish(&End {
-            duration_ns: summary.duration_ns,
-            dropped_events: stats.dropped,
-            sampled_out: stats.sampled_out,
-        })?;
+        let mine = outcome.summary(&setup.traced);
+        if let Some(w) = writer.as_mut() {
+            for record in outcome.records(&mine.functions, &p.detached, tagged) {
+                w.record(&Record::Function(record))?;
+            }
+        }
+        summary.functions.extend(mine.functions);
+        summary.dropped_events += c.stats.dropped;
+        sampled_out += c.stats.sampled_out;
+        if p.attached_at.is_zero() {
+            *summary.attach_seconds.get_or_insert(0.0) += c.attach_time.as_secs_f64();
+        }
+        summary.links.get_or_insert_with(|| if c.batched { "uprobe_multi" } else { "perf_event" }.into());
+        if let Some(pid) = p.pid {
+            summary.processes.push(ProcessSummary {
+                pid,
+                attached_ns: u64::try_from(p.attached_at.as_nanos()).unwrap_or(u64::MAX),
+                traced_ns: u64::try_from(c.duration.as_nanos()).unwrap_or(u64::MAX),
+                exited: c.exited,
+            });
+        }
+    }
+    if procs.is_empty()
+        && let Some(path) = &args.target.binary
+    {
+        eprintln!("ktrace: warning: no process ran {} while ktrace watched: nothing was traced", path.display());
+    }
+    if let Some(w) = writer {
+        w.finish(&End { duration_ns: summary.duration_ns, dropped_events: summary.dropped_events, sampled_out })?;
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -476,9 +622,10 @@ fn open_trace(
     args: &AttachArgs,
     setup: &Setup,
     binary: &Binary,
+    pid: Option<u32>,
     start_unix_ns: u64,
 ) -> Result<TraceWriter<BufWriter<File>>, Error> {
-    let mut header = setup.header(binary, !args.count_only, args.target.pid, start_unix_ns);
+    let mut header = setup.header(binary, !args.count_only, pid, start_unix_ns);
     header.unredacted_args = Some(args.unredacted_args);
     header.filter = args.filter().ok().flatten().map(|f| f.text());
     // Private: a trace holds etcd keys and the shape of the server's traffic.

@@ -173,6 +173,9 @@ struct InlinedJson {
 }
 
 pub fn run(args: &FuncsArgs) -> Result<(), Error> {
+    if args.target.pids().len() > 1 {
+        return Err(Error::Input("funcs reads one binary: give one --pid".into()));
+    }
     let capture = args.capture.as_deref().map(CaptureSpec::parse).transpose().map_err(Error::Input)?;
     let planned = args.target.plan_all(&args.funcs, args.symbols.as_deref()).map_err(|e| match e {
         // Another CPU is bad input for this tool, like a non-Go binary.

@@ -96,7 +96,12 @@ pub fn print_summary(out: &mut impl Write, summary: &Summary, duration: Duration
     let secs = duration.as_secs_f64().max(1e-9);
     header(out)?;
     for f in &summary.functions {
-        row(out, f.calls, Some(f.calls as f64 / secs), f.errors, f.latency_ns, f.sampled_fraction, &f.symbol)?;
+        // Several processes: each function once per process.
+        let name = match f.pid {
+            Some(pid) if summary.pid.is_none() => format!("[{pid}] {}", f.symbol),
+            _ => f.symbol.clone(),
+        };
+        row(out, f.calls, Some(f.calls as f64 / secs), f.errors, f.latency_ns, f.sampled_fraction, &name)?;
     }
     writeln!(out, "({:.2} s, {} call events dropped)", duration.as_secs_f64(), summary.dropped_events)
 }

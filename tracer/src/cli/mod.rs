@@ -50,10 +50,11 @@ enum Command {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct TargetArgs {
-    /// PID of the running Go process (the file it runs is read through /proc/PID/root, so containers work)
-    #[arg(long, value_name = "PID")]
-    pid: Option<u32>,
-    /// Path to a Go binary (attach: every process running it)
+    /// PID of the running Go process (the file it runs is read through /proc/PID/root, so containers work);
+    /// attach takes several (`--pid 1,2` or `--pid 1 --pid 2`), all running the same file
+    #[arg(long, value_name = "PID", value_delimiter = ',', num_args = 1)]
+    pid: Vec<u32>,
+    /// Path to a Go binary (attach: every process running it, including ones started later)
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
 }
@@ -63,18 +64,23 @@ impl TargetArgs {
     /// `/proc/PID/exe` (what [`TargetArgs::open`] reads is checked to be
     /// that file).
     fn path(&self) -> Result<PathBuf, Error> {
-        match (self.pid, &self.binary) {
+        match (self.pid.first().copied(), &self.binary) {
             (Some(pid), _) => Ok(PathBuf::from(format!("/proc/{pid}/exe"))),
             (None, Some(path)) => Ok(path.clone()),
             (None, None) => Err(Error::Input("give --pid or --binary".into())),
         }
     }
 
+    /// The `--pid`s given.
+    fn pids(&self) -> &[u32] {
+        &self.pid
+    }
+
     /// Opens the binary: `--binary`'s file, or the file the `--pid`
     /// process runs, reached through its own root directory and checked
     /// by inode and build ID (see [`crate::target`]), never a host path.
     fn open(&self) -> Result<Binary, Error> {
-        match (self.pid, &self.binary) {
+        match (self.pid.first().copied(), &self.binary) {
             (Some(pid), _) => {
                 let (binary, note) = crate::target::open(pid)?;
                 if let Some(note) = note {

@@ -83,34 +83,46 @@ const INFO_HELP: &str = "The traced binary. go_version: from its Go build info. 
 the module k8s.io/kubernetes in its build info, else k8s.io/apiserver's v0.X.Y read as v1.X.Y, else unknown; \
 kubernetes_version_from says which.";
 
-/// Writes every family of `reading`. `functions[i]` describes
-/// `reading.counts[i]`.
-pub fn write(out: &mut impl Write, target: &TargetInfo, functions: &[Function], reading: &Reading) -> io::Result<()> {
-    let pid = target.pid.map(|p| p.to_string()).unwrap_or_default();
+/// Writes every family of `readings`, one per traced process: their
+/// series differ by the `pid` label. `functions[i]` describes each
+/// reading's `counts[i]`.
+pub fn write(
+    out: &mut impl Write,
+    target: &TargetInfo,
+    functions: &[Function],
+    readings: &[Reading],
+) -> io::Result<()> {
+    let pid = |r: &Reading| r.pid.map(|p| p.to_string()).unwrap_or_default();
     family(out, "ktrace_target_info", "gauge", INFO_HELP)?;
-    writeln!(
-        out,
-        "ktrace_target_info{{pid=\"{pid}\",go_version=\"{}\",kubernetes_version=\"{}\",kubernetes_version_from=\"{}\",\
-         binary=\"{}\",build_id=\"{}\"}} 1",
-        escape_label(&target.go_version),
-        escape_label(&target.kubernetes_version),
-        escape_label(target.kubernetes_version_from),
-        escape_label(&target.binary),
-        escape_label(&target.build_id),
-    )?;
-    let rows = || functions.iter().zip(&reading.counts).enumerate();
+    for r in readings {
+        writeln!(
+            out,
+            "ktrace_target_info{{pid=\"{}\",go_version=\"{}\",kubernetes_version=\"{}\",kubernetes_version_from=\"{}\",\
+             binary=\"{}\",build_id=\"{}\"}} 1",
+            pid(r),
+            escape_label(&target.go_version),
+            escape_label(&target.kubernetes_version),
+            escape_label(target.kubernetes_version_from),
+            escape_label(&target.binary),
+            escape_label(&target.build_id),
+        )?;
+    }
+    // (reading, function id, function, counts) of every series.
+    let rows = || {
+        readings.iter().flat_map(|r| functions.iter().zip(&r.counts).enumerate().map(move |(i, (f, c))| (r, i, f, c)))
+    };
 
     family(out, "ktrace_calls_total", "counter", CALLS_HELP)?;
-    for (_, (f, c)) in rows() {
-        writeln!(out, "ktrace_calls_total{{{}}} {}", labels(f, &pid), c.counters.calls)?;
+    for (r, _, f, c) in rows() {
+        writeln!(out, "ktrace_calls_total{{{}}} {}", labels(f, &pid(r)), c.counters.calls)?;
     }
     family(out, "ktrace_errors_total", "counter", ERRORS_HELP)?;
-    for (_, (f, c)) in rows().filter(|(_, (f, _))| f.timed && f.errors) {
-        writeln!(out, "ktrace_errors_total{{{}}} {}", labels(f, &pid), c.counters.errors)?;
+    for (r, _, f, c) in rows().filter(|(_, _, f, _)| f.timed && f.errors) {
+        writeln!(out, "ktrace_errors_total{{{}}} {}", labels(f, &pid(r)), c.counters.errors)?;
     }
     family(out, "ktrace_call_duration_seconds", "histogram", DURATION_HELP)?;
-    for (_, (f, c)) in rows().filter(|(_, (f, _))| f.timed) {
-        let l = labels(f, &pid);
+    for (r, _, f, c) in rows().filter(|(_, _, f, _)| f.timed) {
+        let l = labels(f, &pid(r));
         let mut cumulative = 0u64;
         for i in 0..exposed_buckets() {
             cumulative += c.hist.counts.get(i).copied().unwrap_or(0);
@@ -127,12 +139,12 @@ pub fn write(out: &mut impl Write, target: &TargetInfo, functions: &[Function], 
         writeln!(out, "ktrace_call_duration_seconds_count{{{l}}} {count}")?;
     }
     family(out, "ktrace_sampled_fraction", "gauge", FRACTION_HELP)?;
-    for (i, (f, _)) in rows().filter(|(_, (f, _))| f.timed) {
-        let fraction = reading.fractions.get(i).copied().flatten().unwrap_or(0.0);
-        writeln!(out, "ktrace_sampled_fraction{{{}}} {fraction}", labels(f, &pid))?;
+    for (r, i, f, _) in rows().filter(|(_, _, f, _)| f.timed) {
+        let fraction = r.fractions.get(i).copied().flatten().unwrap_or(0.0);
+        writeln!(out, "ktrace_sampled_fraction{{{}}} {fraction}", labels(f, &pid(r)))?;
     }
     family(out, "ktrace_dropped_events_total", "counter", DROPPED_HELP)?;
-    writeln!(out, "ktrace_dropped_events_total {}", reading.dropped)
+    writeln!(out, "ktrace_dropped_events_total {}", readings.iter().map(|r| r.dropped).sum::<u64>())
 }
 
 #[cfg(test)]
@@ -164,7 +176,6 @@ mod tests {
 
     fn target() -> TargetInfo {
         TargetInfo {
-            pid: Some(42),
             go_version: "go1.26.8".into(),
             kubernetes_version: "v1.36.3".into(),
             kubernetes_version_from: "k8s.io/kubernetes",
@@ -175,7 +186,8 @@ mod tests {
 
     fn render(functions: &[Function], reading: &Reading) -> String {
         let mut out = Vec::new();
-        write(&mut out, &target(), functions, reading).unwrap();
+        let reading = Reading { pid: Some(42), ..reading.clone() };
+        write(&mut out, &target(), functions, &[reading]).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -224,7 +236,7 @@ mod tests {
         // 3 calls near 1 µs, 2 near 1 ms, 1 near 1 s, 1 over the last le.
         let samples = [1_000, 1_010, 1_100, 1_000_000, 1_050_000, 1_000_000_000, (1 << 41) + 5];
         let f = [function("main.f", "storage,cacher")];
-        let reading = Reading { counts: vec![counts(&samples, 1)], fractions: vec![Some(0.5)], dropped: 3 };
+        let reading = Reading { counts: vec![counts(&samples, 1)], fractions: vec![Some(0.5)], dropped: 3, pid: None };
         let text = render(&f, &reading);
         let b = buckets(&text, "main.f");
         assert_eq!(b.len(), exposed_buckets() + 1);

@@ -161,7 +161,7 @@ mod tests {
         let f = Function { name: "main.f".into(), group: String::new(), errors: false, timed: false };
         let mut state = shared.lock();
         state.described = Some((TargetInfo::default(), vec![f]));
-        state.latest = Some(Arc::new(Reading { counts: vec![Default::default()], ..Reading::default() }));
+        state.latest = Some(vec![Reading { counts: vec![Default::default()], ..Reading::default() }].into());
         drop(state);
         shared
     }
@@ -207,7 +207,7 @@ mod tests {
         m.describe(TargetInfo::default(), vec![f]);
         let mut counts = crate::attach::FunctionCounts::default();
         counts.counters.calls = 5;
-        m.publish(Reading { counts: vec![counts], ..Reading::default() });
+        m.publish(vec![Reading { counts: vec![counts], ..Reading::default() }]);
         let ask = |request: &str| {
             let mut s = TcpStream::connect(m.addr).unwrap();
             s.write_all(request.as_bytes()).unwrap();

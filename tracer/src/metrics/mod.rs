@@ -45,8 +45,6 @@ pub struct Function {
 /// What `ktrace_target_info` says about the traced binary.
 #[derive(Clone, Debug, Default)]
 pub struct TargetInfo {
-    /// The traced PID; none with `--binary`.
-    pub pid: Option<u32>,
     /// Go toolchain version from the build info, or `unknown`.
     pub go_version: String,
     /// See [`kubernetes_version`].
@@ -59,9 +57,11 @@ pub struct TargetInfo {
     pub build_id: String,
 }
 
-/// One read of the session's counters.
+/// One read of one traced process's counters.
 #[derive(Clone, Debug, Default)]
 pub struct Reading {
+    /// The process (the `pid` label).
+    pub pid: Option<u32>,
     /// Counters and histograms per function id.
     pub counts: Vec<FunctionCounts>,
     /// Each function's `sampled_fraction`.
@@ -126,7 +126,8 @@ pub fn unique_names(labels: &[(String, u64)]) -> Vec<String> {
 }
 
 /// The target and the series of a session: `tracked(id)` says whether
-/// function `id` got RET probes.
+/// function `id` got RET probes; `pid`: a process running the binary, for
+/// the path it gives it.
 pub fn describe(
     setup: &Setup,
     binary: &Binary,
@@ -141,7 +142,6 @@ pub fn describe(
     let named = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok());
     let binary_name = named.unwrap_or_else(|| path.to_path_buf()).display().to_string();
     let target = TargetInfo {
-        pid,
         go_version: binary.build_info().map_or_else(|| "unknown".into(), |b| b.go_version.clone()),
         kubernetes_version,
         kubernetes_version_from,
@@ -167,7 +167,7 @@ pub fn describe(
 #[derive(Default)]
 struct State {
     described: Option<(TargetInfo, Vec<Function>)>,
-    latest: Option<Arc<Reading>>,
+    latest: Option<Arc<[Reading]>>,
     /// Readings published so far.
     generation: u64,
     /// A scrape is waiting for a fresh reading.
@@ -220,10 +220,10 @@ impl Metrics {
         self.shared.lock().wanted
     }
 
-    /// Makes `reading` the one served.
-    pub fn publish(&self, reading: Reading) {
+    /// Makes `readings` (one per traced process) the ones served.
+    pub fn publish(&self, readings: Vec<Reading>) {
         let mut state = self.shared.lock();
-        state.latest = Some(Arc::new(reading));
+        state.latest = Some(readings.into());
         state.generation += 1;
         state.wanted = false;
         drop(state);

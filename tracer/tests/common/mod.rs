@@ -44,6 +44,12 @@ impl Trace {
     /// Like [`Trace::start`], with ktrace run by `wrapper` (a command and
     /// its arguments, e.g. `setpriv …`), when not empty.
     pub fn start_under(wrapper: &[&str], pid: u32, funcs: &str, extra: &[&str]) -> Trace {
+        Self::spawn(wrapper, &["--pid", &pid.to_string()], funcs, extra)
+    }
+
+    /// Like [`Trace::start_under`], with the target given by `target`
+    /// (`--pid A,B`, or `--binary PATH`).
+    pub fn spawn(wrapper: &[&str], target: &[&str], funcs: &str, extra: &[&str]) -> Trace {
         let budget: &[&str] = if extra.iter().any(|a| a.starts_with("--max-overhead") || *a == "--no-budget") {
             &[]
         } else {
@@ -58,7 +64,9 @@ impl Trace {
             None => Command::new(env!("CARGO_BIN_EXE_ktrace")),
         };
         let mut child = cmd
-            .args(["attach", "--pid", &pid.to_string(), "--funcs", funcs, "--json", "--duration", "120s"])
+            .arg("attach")
+            .args(target)
+            .args(["--funcs", funcs, "--json", "--duration", "120s"])
             .args(budget)
             .args(extra)
             .stdout(Stdio::piped())
@@ -85,6 +93,20 @@ impl Trace {
             }
         }
         Trace { child, stderr: rx, before }
+    }
+
+    /// Waits up to `timeout` for a line of ktrace's stderr that `pred`
+    /// accepts, and returns it; the lines before it are kept in `before`.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(line) => self.before.push(line),
+                Err(e) => panic!("ktrace never said {what} ({e}); it said: {:?}", self.before),
+            }
+        }
     }
 
     /// Stops the trace with SIGINT, as Ctrl-C would, and parses its summary;

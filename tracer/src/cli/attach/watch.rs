@@ -7,7 +7,6 @@ use std::{
     collections::HashMap,
     fs::File,
     io::BufWriter,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -36,6 +35,8 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 static NO_CAPTURES: Captures =
     Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false, fields: Vec::new() };
 
+/// How often `--binary` looks for processes started since.
+pub(super) const RESCAN_EVERY: Duration = Duration::from_millis(500);
 /// How long one drain may take before the loop checks its timers again.
 const DRAIN_BUDGET: Duration = Duration::from_millis(30);
 /// Events taken from the ring buffer between budget checks.
@@ -46,72 +47,199 @@ const MAX_CACHED_STACKS: usize = 20_000;
 /// Above this many events per second the kernel is asked to sample detail.
 const EVENTS_PER_SEC_HIGH: u64 = 50_000;
 
+/// One traced process and what the loop keeps of it between ticks.
+pub(super) struct Proc {
+    /// Its PID; `None` only for a session not scoped to one process.
+    pub(super) pid: Option<u32>,
+    /// Its probes and maps; `None` once closed (it exited, or the session
+    /// ended), its figures then in `closed`.
+    session: Option<Session>,
+    /// Its figures once closed.
+    pub(super) closed: Option<Closed>,
+    sym: Symbolizer,
+    /// Symbolized callers of each (direct caller, stack id) seen so far.
+    stacks: HashMap<(u64, i64), Vec<String>>,
+    /// Why each function was detached, if it was.
+    pub(super) detached: Vec<Option<String>>,
+    /// Counts and time at the previous tick, for rates.
+    last: Option<Snapshot>,
+    sample_shift: u32,
+    /// Each function's share of every budget window (1.0: RETs stay on).
+    shares: Vec<f64>,
+    /// When it was attached, for the rotation.
+    began: Instant,
+    /// Its CPU time at the previous tick.
+    last_cpu: Option<u64>,
+    /// Whether the minimum shares were over budget at the previous tick.
+    over_budget: bool,
+    /// `--capture` values waiting for their call events.
+    pub(super) pending: PendingFields,
+    /// When it was attached, after the session began.
+    pub(super) attached_at: Duration,
+}
+
+/// What a process's session measured, read when it was closed.
+pub(super) struct Closed {
+    pub(super) counts: Vec<FunctionCounts>,
+    pub(super) stats: tracer_common::GlobalStats,
+    pub(super) fractions: Vec<Option<f64>>,
+    /// From attach to the final read.
+    pub(super) duration: Duration,
+    pub(super) attach_time: Duration,
+    pub(super) batched: bool,
+    /// Whether it exited (else the session ended first).
+    pub(super) exited: bool,
+}
+
+impl Proc {
+    /// A process whose probes were just placed.
+    pub(super) fn new(
+        pid: Option<u32>,
+        session: Session,
+        sym: Symbolizer,
+        functions: usize,
+        attached_at: Duration,
+    ) -> Self {
+        Self {
+            pid,
+            session: Some(session),
+            closed: None,
+            sym,
+            stacks: HashMap::new(),
+            detached: vec![None; functions],
+            last: None,
+            sample_shift: 0,
+            shares: vec![1.0; functions],
+            began: Instant::now(),
+            last_cpu: None,
+            over_budget: false,
+            pending: PendingFields::default(),
+            attached_at,
+        }
+    }
+
+    /// Its session while it is traced.
+    pub(super) fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Reads its final figures and removes its probes; `exited`: because
+    /// the process is gone.
+    pub(super) fn close(&mut self, exited: bool) -> Result<(), Error> {
+        let Some(mut session) = self.session.take() else { return Ok(()) };
+        let counts = session.counts()?;
+        let stats = session.stats()?;
+        let duration = self.began.elapsed();
+        session.detach_all();
+        let fractions = (0..counts.len()).map(|i| session.sampled_fraction(i as u32)).collect();
+        self.closed = Some(Closed {
+            counts,
+            stats,
+            fractions,
+            duration,
+            attach_time: session.attach_time,
+            batched: session.batched(),
+            exited,
+        });
+        Ok(())
+    }
+
+    /// Its counters now, live or final.
+    fn counts(&self) -> Result<Vec<FunctionCounts>, Error> {
+        match (&self.session, &self.closed) {
+            (Some(s), _) => Ok(s.counts()?),
+            (None, Some(c)) => Ok(c.counts.clone()),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    fn fraction(&self, i: usize) -> Option<f64> {
+        match (&self.session, &self.closed) {
+            (Some(s), _) => s.sampled_fraction(i as u32),
+            (None, Some(c)) => c.fractions.get(i).copied().flatten(),
+            (None, None) => None,
+        }
+    }
+
+    fn dropped(&self) -> Result<u64, Error> {
+        match (&self.session, &self.closed) {
+            (Some(s), _) => Ok(s.stats()?.dropped),
+            (None, Some(c)) => Ok(c.stats.dropped),
+            (None, None) => Ok(0),
+        }
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, Error> {
+        let Some(s) = &self.session else { return Ok(None) };
+        Ok(Some(Snapshot { at: Instant::now(), counts: s.counts()?, events: s.stats()?.emitted }))
+    }
+
+    /// Attaches or removes each function's RET probes as the budget's
+    /// rotation says.
+    fn rotate(&mut self) -> Result<(), Error> {
+        let Some(session) = self.session.as_mut() else { return Ok(()) };
+        let t = self.began.elapsed();
+        for (i, &share) in self.shares.iter().enumerate() {
+            if session.is_tracked(i as u32) {
+                session.set_returns(i as u32, budget::on_at(i, share, t))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether its process is gone: no such PID, or a zombie (it has no
+    /// executable any more).
+    fn gone(&self) -> bool {
+        self.session.is_some()
+            && self.pid.is_some_and(|p| {
+                std::fs::metadata(format!("/proc/{p}/exe")).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            })
+    }
+}
+
 /// The running session and what the loop keeps between ticks.
 pub(super) struct Loop<'a> {
-    pub(super) session: &'a mut Session,
-    pub(super) pid: Option<u32>,
+    /// Every process traced so far, in the order found.
+    pub(super) procs: Vec<Proc>,
     pub(super) traced: &'a [Traced],
     pub(super) captures: &'a [Captures],
     pub(super) cost: Option<HitCost>,
     pub(super) mono_start: u64,
-    pub(super) sym: &'a Symbolizer,
     pub(super) writer: Option<&'a mut TraceWriter<BufWriter<File>>>,
-    /// Symbolized callers of each (direct caller, stack id) seen so far.
-    pub(super) stacks: HashMap<(u64, i64), Vec<String>>,
-    /// Why each function was detached, if it was.
-    pub(super) detached: Vec<Option<String>>,
-    /// Counts and time at the previous tick, for rates.
-    pub(super) last: Option<Snapshot>,
-    pub(super) sample_shift: u32,
     pub(super) live: bool,
     pub(super) write_error: Option<std::io::Error>,
-    /// Each function's share of every budget window (1.0: RETs stay on).
-    pub(super) shares: Vec<f64>,
-    /// When the session began, for the rotation.
-    pub(super) began: Instant,
-    /// The target's CPU time at the previous tick.
-    pub(super) last_cpu: Option<u64>,
-    /// Whether the minimum shares were over budget at the previous tick.
-    pub(super) over_budget: bool,
     /// `--serve-metrics`, fed the counters.
     pub(super) metrics: Option<&'a Metrics>,
-    /// `--capture` values waiting for their call events.
-    pub(super) pending: PendingFields,
+    /// Whether records name their process (several may be traced).
+    pub(super) tagged: bool,
+    /// How processes started later are found and attached (`--binary`).
+    pub(super) finder: Option<&'a mut dyn FnMut(Duration) -> Vec<Proc>>,
+    /// When the session began.
+    pub(super) began: Instant,
 }
 
 impl<'a> Loop<'a> {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        session: &'a mut Session,
+        procs: Vec<Proc>,
         traced: &'a [Traced],
         captures: &'a [Captures],
         cost: Option<HitCost>,
         mono_start: u64,
-        sym: &'a Symbolizer,
         writer: Option<&'a mut TraceWriter<BufWriter<File>>>,
-        pid: Option<u32>,
     ) -> Self {
         Self {
-            session,
-            pid,
+            procs,
             traced,
             captures,
             cost,
             mono_start,
-            sym,
             writer,
-            stacks: HashMap::new(),
-            detached: vec![None; traced.len()],
-            last: None,
-            sample_shift: 0,
             live: false,
             write_error: None,
-            shares: vec![1.0; traced.len()],
-            began: Instant::now(),
-            last_cpu: None,
-            over_budget: false,
             metrics: None,
-            pending: PendingFields::default(),
+            tagged: false,
+            finder: None,
+            began: Instant::now(),
         }
     }
 
@@ -123,7 +251,6 @@ impl<'a> Loop<'a> {
         rt: &tokio::runtime::Runtime,
         mut signals: Signals,
         args: &AttachArgs,
-        pid: Option<u32>,
         pprof: Option<(analyzer::fetch::Source, u64)>,
     ) -> Result<(Option<&'static str>, Option<trace::Profile>), Error> {
         rt.block_on(async {
@@ -143,37 +270,36 @@ impl<'a> Loop<'a> {
             tokio::pin!(deadline);
             let mut drain = tokio::time::interval(DRAIN_EVERY);
             let mut tick = tokio::time::interval(TICK_EVERY);
+            let mut rescan = tokio::time::interval(RESCAN_EVERY);
             tick.tick().await;
+            rescan.tick().await;
             // Rates are measured from attach on, so a burst in the first
             // second is caught too.
-            self.last = Some(self.snapshot()?);
-            self.publish(None)?;
-            self.last_cpu = pid.and_then(budget::process_cpu_ns);
-            let proc_dir = pid.map(|p| PathBuf::from(format!("/proc/{p}")));
+            for p in &mut self.procs {
+                Self::start(p)?;
+            }
+            self.publish()?;
             let ended = loop {
                 tokio::select! {
                     () = &mut deadline => break None,
                     _ = signals.interrupt.recv() => break Some("interrupted"),
                     _ = signals.terminate.recv() => break Some("terminated"),
                     _ = drain.tick() => {
-                        let gone = || proc_dir.as_ref().is_some_and(|d| !d.exists());
-                        // Putting RET probes back fails once the target is
-                        // gone: that ends the session, with its summary.
-                        let rotated = self.rotate();
-                        self.drain(DRAIN_BUDGET);
-                        if gone() {
-                            break Some("the target exited");
+                        if let Some(why) = self.drain_all()? {
+                            break Some(why);
                         }
-                        rotated?;
                         if self.metrics.is_some_and(Metrics::wanted) {
-                            self.publish(None)?;
+                            self.publish()?;
                         }
                     }
+                    _ = rescan.tick(), if self.finder.is_some() => self.rescan()?,
                     _ = tick.tick() => self.tick(args)?,
                 }
             };
-            // What is still in the ring buffer was recorded before the end.
-            self.drain(Duration::from_secs(10));
+            // What is still in the ring buffers was recorded before the end.
+            for i in 0..self.procs.len() {
+                self.drain(i, Duration::from_secs(10));
+            }
             if self.live {
                 live::clear(&mut std::io::stderr());
             }
@@ -200,21 +326,91 @@ impl<'a> Loop<'a> {
         })
     }
 
-    /// Reads call events for at most `budget`, so the loop stays responsive
-    /// under load; what is left waits in the ring buffer for the next round.
-    fn drain(&mut self, budget: Duration) {
+    /// The first read of a process just attached: rates and the budget's
+    /// CPU time count from here.
+    fn start(p: &mut Proc) -> Result<(), Error> {
+        p.last = p.snapshot()?;
+        p.last_cpu = p.pid.and_then(budget::process_cpu_ns);
+        Ok(())
+    }
+
+    /// One drain round over every process: rotation, call events, and the
+    /// processes that exited. Returns why the session ends, if it does: a
+    /// fixed set of processes (`--pid`) ends when all of them have exited.
+    fn drain_all(&mut self) -> Result<Option<&'static str>, Error> {
+        let mut exited = false;
+        for i in 0..self.procs.len() {
+            if self.procs[i].session.is_none() {
+                continue;
+            }
+            // Putting RET probes back fails once the target is gone: that
+            // closes it, with its figures so far.
+            let rotated = self.procs[i].rotate();
+            self.drain(i, DRAIN_BUDGET);
+            if self.procs[i].gone() {
+                self.drain(i, Duration::from_secs(1));
+                self.procs[i].close(true)?;
+                exited = true;
+                if self.procs.len() > 1 || self.finder.is_some() {
+                    if self.live {
+                        live::clear(&mut std::io::stderr());
+                    }
+                    eprintln!(
+                        "ktrace: PID {} exited; its figures so far are kept",
+                        self.procs[i].pid.unwrap_or_default()
+                    );
+                }
+                continue;
+            }
+            rotated?;
+        }
+        if exited {
+            self.publish()?;
+        }
+        let all_gone = self.procs.iter().all(|p| p.session.is_none());
+        Ok(match () {
+            _ if self.finder.is_some() || !all_gone => None,
+            _ if self.procs.len() == 1 => Some("the target exited"),
+            _ => Some("every target exited"),
+        })
+    }
+
+    /// Attaches the processes started since the last look (`--binary`).
+    fn rescan(&mut self) -> Result<(), Error> {
+        let Some(find) = self.finder.as_mut() else { return Ok(()) };
+        let found = find(self.began.elapsed());
+        if found.is_empty() {
+            return Ok(());
+        }
+        if self.live {
+            live::clear(&mut std::io::stderr());
+        }
+        for mut p in found {
+            Self::start(&mut p)?;
+            self.procs.push(p);
+        }
+        self.publish()
+    }
+
+    /// Reads process `i`'s call events for at most `budget`, so the loop
+    /// stays responsive under load; what is left waits in the ring buffer
+    /// for the next round.
+    fn drain(&mut self, i: usize, budget: Duration) {
         let until = Instant::now() + budget;
-        let (captures, sym, mono_start) = (self.captures, self.sym, self.mono_start);
+        let (captures, mono_start, tagged) = (self.captures, self.mono_start, self.tagged);
+        let proc = &mut self.procs[i];
+        let pid = proc.pid;
+        let Some(session) = proc.session.as_mut() else { return };
         let mut batch = Vec::with_capacity(DRAIN_BATCH);
         loop {
             batch.clear();
-            let n = self.session.drain_events(DRAIN_BATCH, |ev| batch.push(*ev));
+            let n = session.drain_events(DRAIN_BATCH, |ev| batch.push(*ev));
             // After the events: the capture of every call just read was
             // sent at its entry, before its event.
             // Read even without a trace file, so the ring never fills.
-            let (pending, keep) = (&mut self.pending, self.writer.is_some());
+            let (pending, keep) = (&mut proc.pending, self.writer.is_some());
             for _ in 0..8 {
-                let taken = self.session.drain_captures(DRAIN_BATCH, |c| {
+                let taken = session.drain_captures(DRAIN_BATCH, |c| {
                     if keep {
                         pending.add(c, captures.get(c.func as usize).unwrap_or(&NO_CAPTURES));
                     }
@@ -229,16 +425,19 @@ impl<'a> Loop<'a> {
                     // Call paths repeat, and a stack id's contents never change
                     // once recorded: each (caller, stack id) is read from the
                     // kernel and symbolized once.
-                    if self.stacks.len() >= MAX_CACHED_STACKS {
-                        self.stacks.clear();
+                    if proc.stacks.len() >= MAX_CACHED_STACKS {
+                        proc.stacks.clear();
                     }
-                    let session = &*self.session;
-                    let frames = self.stacks.entry((ev.caller, ev.stack_id)).or_insert_with(|| {
+                    let (session, sym) = (&*session, &proc.sym);
+                    let frames = proc.stacks.entry((ev.caller, ev.stack_id)).or_insert_with(|| {
                         let addrs = if ev.stack_id >= 0 { session.stack(ev.stack_id) } else { Vec::new() };
                         events::symbolize(ev.caller, &addrs, sym)
                     });
                     let mut call = events::to_call(ev, caps, mono_start, frames);
-                    self.pending.join(ev, &mut call);
+                    if tagged {
+                        call.pid = pid;
+                    }
+                    proc.pending.join(ev, &mut call);
                     if let Err(e) = w.call(&call) {
                         self.write_error.get_or_insert(e);
                     }
@@ -250,146 +449,191 @@ impl<'a> Loop<'a> {
         }
     }
 
-    /// Attaches or removes each function's RET probes as the budget's
-    /// rotation says.
-    fn rotate(&mut self) -> Result<(), Error> {
-        let t = self.began.elapsed();
-        for (i, &share) in self.shares.iter().enumerate() {
-            if self.session.is_tracked(i as u32) {
-                self.session.set_returns(i as u32, budget::on_at(i, share, t))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn snapshot(&self) -> Result<Snapshot, Error> {
-        Ok(Snapshot { at: Instant::now(), counts: self.session.counts()?, events: self.session.stats()?.emitted })
-    }
-
-    /// Hands `--serve-metrics` the counters (`counts`, else read now).
-    fn publish(&self, counts: Option<&[FunctionCounts]>) -> Result<(), Error> {
+    /// Hands `--serve-metrics` every process's counters, read now.
+    fn publish(&self) -> Result<(), Error> {
         let Some(m) = self.metrics else { return Ok(()) };
-        let counts = match counts {
-            Some(c) => c.to_vec(),
-            None => self.session.counts()?,
-        };
-        let fractions = (0..counts.len()).map(|i| self.session.sampled_fraction(i as u32)).collect();
-        m.publish(Reading { counts, fractions, dropped: self.session.stats()?.dropped });
-        Ok(())
-    }
-
-    /// The functions still counted.
-    fn counting(&self) -> Vec<bool> {
-        (0..self.traced.len()).map(|i| self.session.is_attached(i as u32)).collect()
-    }
-
-    /// Sizes each function's share of the RET-probe time from the measured
-    /// per-hit cost, the call rates and the target's CPU time.
-    fn plan_budget(&mut self, pct: f64, cost: &HitCost, rates: &Rates) {
-        let (entry_cost, ret_cost) = aggregate::probe_cost_ns(self.traced, &self.counting(), cost, rates);
-        // What the target would use untraced: probe hits run in its context.
-        let untraced = match (self.pid, self.last_cpu) {
-            (Some(pid), Some(before)) => {
-                let Some(now) = budget::process_cpu_ns(pid) else { return };
-                self.last_cpu = Some(now);
-                (now.saturating_sub(before) as f64 / rates.secs - entry_cost - ret_cost).max(0.0)
-            }
-            // No single process to measure: the budget is of one CPU.
-            _ => 1e9,
-        };
-        let tracked: Vec<usize> = (0..self.traced.len()).filter(|&i| self.session.is_tracked(i as u32)).collect();
-        // Every call of a function hits one of its RETs.
-        let costs: Vec<f64> = tracked.iter().map(|&i| rates.entries[i] * cost.single_stepped_ns).collect();
-        // Pinned: the --filter anchors decide which calls are kept;
-        // --capture values come with call events; the request roots and
-        // the closures that tie a request's goroutines together are one
-        // call each per request, and without them it cannot be rebuilt.
-        let pinned: Vec<bool> = tracked
-            .iter()
-            .map(|&i| {
-                let c = &self.captures[i];
-                c.filter || !c.fields.is_empty() || self.traced[i].groups.iter().any(|g| g == "request")
-            })
-            .collect();
-        let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
-        for (k, &i) in tracked.iter().enumerate() {
-            self.shares[i] = shares[k];
+        let mut processes = Vec::with_capacity(self.procs.len());
+        for p in &self.procs {
+            let counts = p.counts()?;
+            let fractions = (0..counts.len()).map(|i| p.fraction(i)).collect();
+            processes.push(Reading { pid: p.pid, counts, fractions, dropped: p.dropped()? });
         }
-        if over && !self.over_budget {
-            eprintln!(
-                "ktrace: warning: even {:.0}% of the time with RET probes for every called function costs more than \
-                 --max-overhead {pct}%; latency stays sampled at that minimum",
-                budget::MIN_FRACTION * 100.0
-            );
-        }
-        self.over_budget = over;
-    }
-
-    /// Stops counting the functions called more often than `--max-rate`.
-    fn enforce_max_rate(&mut self, max_rate: u64, rates: &Rates, counts: &[FunctionCounts]) -> Result<(), Error> {
-        if max_rate == 0 {
-            return Ok(());
-        }
-        for (i, r) in rates.calls.iter().enumerate() {
-            if *r > max_rate as f64 && self.session.is_attached(i as u32) {
-                self.session.detach_function(i as u32)?;
-                let why = format!("called {r:.0}/s, over --max-rate {max_rate}");
-                eprintln!(
-                    "ktrace: warning: {}: {why}; detached, the other functions are still traced",
-                    counts[i].symbol
-                );
-                self.detached[i] = Some(why);
-            }
-        }
+        m.publish(processes);
         Ok(())
     }
 
     fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
-        let now = self.snapshot()?;
-        self.publish(Some(&now.counts))?;
-        let Some(before) = self.last.replace(now.clone()) else { return Ok(()) };
-        let rates = Rates::between(&before, &now);
-        self.enforce_max_rate(args.max_rate, &rates, &now.counts)?;
-        if let (Some(pct), Some(cost)) = (args.budget(), self.cost) {
-            self.plan_budget(pct, &cost, &rates);
+        let mut rows = Vec::new();
+        let mut overhead: Option<f64> = None;
+        let mut shift = 0;
+        for i in 0..self.procs.len() {
+            let Some(now) = self.procs[i].snapshot()? else {
+                if self.live {
+                    rows.extend(self.rows(i, &self.procs[i].counts()?, None));
+                }
+                continue;
+            };
+            let Some(before) = self.procs[i].last.replace(now.clone()) else { continue };
+            let rates = Rates::between(&before, &now);
+            self.enforce_max_rate(i, args.max_rate, &rates, &now.counts)?;
+            if let (Some(pct), Some(cost)) = (args.budget(), self.cost) {
+                self.plan_budget(i, pct, &cost, &rates);
+            }
+            if let Some(c) = self.cost {
+                let (entries, rets) = aggregate::probe_cost_ns(self.traced, &self.counting(i), &c, &rates);
+                *overhead.get_or_insert(0.0) += aggregate::percent_of_cpu(entries + rets);
+            }
+            // Event detail is sampled under load; counters never are.
+            let p = &mut self.procs[i];
+            let events_rate = rates.events * (1u64 << p.sample_shift) as f64;
+            let s = (0..=16).find(|s| events_rate / (1u64 << s) as f64 <= EVENTS_PER_SEC_HIGH as f64).unwrap_or(16);
+            if s != p.sample_shift
+                && let Some(session) = p.session.as_mut()
+            {
+                session.set_sampling(s)?;
+                p.sample_shift = s;
+            }
+            shift = shift.max(p.sample_shift);
+            if self.live {
+                rows.extend(self.rows(i, &now.counts, Some(&rates)));
+            }
         }
-        let overhead = self.cost.map(|c| {
-            let (entries, rets) = aggregate::probe_cost_ns(self.traced, &self.counting(), &c, &rates);
-            aggregate::percent_of_cpu(entries + rets)
-        });
-        // Event detail is sampled under load; counters never are.
-        let events_rate = rates.events * (1u64 << self.sample_shift) as f64;
-        let shift = (0..=16).find(|s| events_rate / (1u64 << s) as f64 <= EVENTS_PER_SEC_HIGH as f64).unwrap_or(16);
-        if shift != self.sample_shift {
-            self.session.set_sampling(shift)?;
-            self.sample_shift = shift;
-        }
+        self.publish()?;
         if let Some(w) = self.writer.as_deref_mut()
             && let Err(e) = w.flush()
         {
             self.write_error.get_or_insert(e);
         }
         if self.live {
-            self.draw(&now.counts, &rates, overhead);
+            let rows: Vec<live::Row> = rows.iter().map(OwnedRow::row).collect();
+            live::draw(&mut std::io::stderr(), &rows, overhead, shift);
         }
         Ok(())
     }
 
-    fn draw(&self, counts: &[FunctionCounts], rates: &Rates, overhead: Option<f64>) {
-        let rows: Vec<live::Row> = counts
+    /// The functions of process `i` still counted.
+    fn counting(&self, i: usize) -> Vec<bool> {
+        let s = self.procs[i].session();
+        (0..self.traced.len()).map(|f| s.is_some_and(|s| s.is_attached(f as u32))).collect()
+    }
+
+    /// Sizes each function's share of process `i`'s RET-probe time from the
+    /// measured per-hit cost, the call rates and the process's CPU time.
+    fn plan_budget(&mut self, i: usize, pct: f64, cost: &HitCost, rates: &Rates) {
+        let (entry_cost, ret_cost) = aggregate::probe_cost_ns(self.traced, &self.counting(i), cost, rates);
+        let p = &mut self.procs[i];
+        let Some(session) = p.session.as_ref() else { return };
+        // What the target would use untraced: probe hits run in its context.
+        let untraced = match (p.pid, p.last_cpu) {
+            (Some(pid), Some(before)) => {
+                let Some(now) = budget::process_cpu_ns(pid) else { return };
+                p.last_cpu = Some(now);
+                (now.saturating_sub(before) as f64 / rates.secs - entry_cost - ret_cost).max(0.0)
+            }
+            // No single process to measure: the budget is of one CPU.
+            _ => 1e9,
+        };
+        let tracked: Vec<usize> = (0..self.traced.len()).filter(|&f| session.is_tracked(f as u32)).collect();
+        // Every call of a function hits one of its RETs.
+        let costs: Vec<f64> = tracked.iter().map(|&f| rates.entries[f] * cost.single_stepped_ns).collect();
+        // Pinned: the --filter anchors decide which calls are kept;
+        // --capture values come with call events; the request roots and
+        // the closures that tie a request's goroutines together are one
+        // call each per request, and without them it cannot be rebuilt.
+        let pinned: Vec<bool> = tracked
             .iter()
-            .enumerate()
-            .map(|(i, c)| live::Row {
-                symbol: &c.symbol,
-                calls: c.counters.calls,
-                rate: rates.calls[i],
-                errors: self.captures[i].errors.then_some(c.counters.errors),
-                latency: c.hist.latency(),
-                timed: self.session.sampled_fraction(i as u32),
-                detached: self.detached[i].is_some(),
+            .map(|&f| {
+                let c = &self.captures[f];
+                c.filter || !c.fields.is_empty() || self.traced[f].groups.iter().any(|g| g == "request")
             })
             .collect();
-        live::draw(&mut std::io::stderr(), &rows, overhead, self.sample_shift);
+        let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
+        for (k, &f) in tracked.iter().enumerate() {
+            p.shares[f] = shares[k];
+        }
+        if over && !p.over_budget {
+            eprintln!(
+                "ktrace: warning: {}even {:.0}% of the time with RET probes for every called function costs more than --max-overhead {pct}%; latency stays sampled at that minimum",
+                p.pid.filter(|_| self.tagged).map_or_else(String::new, |pid| format!("PID {pid}: ")),
+                budget::MIN_FRACTION * 100.0
+            );
+        }
+        p.over_budget = over;
+    }
+
+    /// Stops counting process `i`'s functions called more often than
+    /// `--max-rate`.
+    fn enforce_max_rate(
+        &mut self,
+        i: usize,
+        max_rate: u64,
+        rates: &Rates,
+        counts: &[FunctionCounts],
+    ) -> Result<(), Error> {
+        if max_rate == 0 {
+            return Ok(());
+        }
+        let p = &mut self.procs[i];
+        let Some(session) = p.session.as_mut() else { return Ok(()) };
+        for (f, r) in rates.calls.iter().enumerate() {
+            if *r > max_rate as f64 && session.is_attached(f as u32) {
+                session.detach_function(f as u32)?;
+                let why = format!("called {r:.0}/s, over --max-rate {max_rate}");
+                let who = p.pid.filter(|_| self.tagged).map_or_else(String::new, |pid| format!("PID {pid}: "));
+                eprintln!(
+                    "ktrace: warning: {who}{}: {why}; detached, the other functions are still traced",
+                    counts[f].symbol
+                );
+                p.detached[f] = Some(why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Process `i`'s lines of the live table.
+    fn rows(&self, i: usize, counts: &[FunctionCounts], rates: Option<&Rates>) -> Vec<OwnedRow> {
+        let p = &self.procs[i];
+        counts
+            .iter()
+            .enumerate()
+            .map(|(f, c)| OwnedRow {
+                symbol: match p.pid {
+                    Some(pid) if self.tagged => format!("[{pid}] {}", c.symbol),
+                    _ => c.symbol.clone(),
+                },
+                calls: c.counters.calls,
+                rate: rates.map_or(0.0, |r| r.calls[f]),
+                errors: self.captures[f].errors.then_some(c.counters.errors),
+                latency: c.hist.latency(),
+                timed: p.fraction(f),
+                detached: p.detached[f].is_some() || p.session.is_none(),
+            })
+            .collect()
+    }
+}
+
+/// A live table line with its own symbol text.
+struct OwnedRow {
+    symbol: String,
+    calls: u64,
+    rate: f64,
+    errors: Option<u64>,
+    latency: Option<analyzer::summary::LatencyNs>,
+    timed: Option<f64>,
+    detached: bool,
+}
+
+impl OwnedRow {
+    fn row(&self) -> live::Row<'_> {
+        live::Row {
+            symbol: &self.symbol,
+            calls: self.calls,
+            rate: self.rate,
+            errors: self.errors,
+            latency: self.latency,
+            timed: self.timed,
+            detached: self.detached,
+        }
     }
 }
 
