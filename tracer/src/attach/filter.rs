@@ -30,7 +30,7 @@ impl FilterSpec {
     /// may be at most [`STR_CAP`] bytes, what the kernel can compare.
     pub fn parse(text: &str) -> Result<Self, String> {
         let Some((arg, pattern)) = text.split_once('=').filter(|(a, _)| !a.trim().is_empty()) else {
-            return Err(format!("--filter {text:?}: want ARG=PATTERN, e.g. 'key=/registry/configmaps/my-ns/*'"));
+            return Err(format!("--filter {text:?}: want ARG=PATTERN, e.g. 'key=/configmaps/my-ns/*'"));
         };
         let (pattern, prefix) = match pattern.strip_suffix('*') {
             Some(p) => (p, true),

@@ -57,11 +57,15 @@ Examples:
   # Delve breakpoint locations work unchanged
   ktrace attach --pid 4242 --funcs 'staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go:Create'
   # only the storage calls for one namespace's configmaps, and what runs inside them (decided in the kernel)
-  ktrace attach --pid 4242 --funcs storage --filter 'key=/registry/configmaps/my-ns/*' --args --output ns.trace
+  ktrace attach --pid 4242 --funcs storage --filter 'key=/configmaps/my-ns/*' --args --output ns.trace
   # secret arguments (tokens, passwords) are recorded as <redacted N bytes>; this captures them in the clear
   ktrace attach --pid 4242 --funcs authn --args --unredacted-args --output authn.trace
   # Prometheus metrics (calls, errors, latency histograms) on http://127.0.0.1:9464/metrics while it runs
   ktrace attach --pid $(pgrep kube-apiserver) --funcs storage,authn,authz --serve-metrics 127.0.0.1:9464
+  # several apiservers of one file, each counted apart (a pid per --json entry and metric series)
+  ktrace attach --pid $(pgrep -d, -x kube-apiserver) --funcs storage --duration 30s --json
+  # every process running the file, including ones started later (restarts, upgrades of other replicas)
+  ktrace attach --binary /usr/local/bin/kube-apiserver --funcs storage --serve-metrics :9464
   # each request's method and path, read through the *http.Request at the handler's entry
   ktrace attach --pid 4242 --funcs 'k8s.io/apiserver/pkg/server.(*APIServerHandler).ServeHTTP' \
       --capture 'r.Method,r.URL.Path' --output requests.trace";
