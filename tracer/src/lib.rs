@@ -9,6 +9,7 @@ pub mod attach;
 pub mod budget;
 pub mod cli;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod plan;
 pub mod procfs;

@@ -119,6 +119,11 @@ impl Symbolizer {
         Self { ranges: ranges.into(), bias }
     }
 
+    /// A table without functions: every address stays in hex.
+    pub fn empty() -> Self {
+        Self { ranges: Vec::new().into(), bias: 0 }
+    }
+
     /// The same table for another process of the binary, loaded at `bias`.
     pub fn with_bias(&self, bias: u64) -> Self {
         Self { ranges: std::sync::Arc::clone(&self.ranges), bias }

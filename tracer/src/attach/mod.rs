@@ -30,8 +30,8 @@ use aya::{
     },
 };
 use tracer_common::{
-    CFG_OFF, CFG_TRACK, CallEvent, CaptureConfig, CaptureEvent, Cookie, Filter, FuncConfig, FuncCounters, GlobalConfig,
-    GlobalStats, MAX_FUNCS, SiteKind, hist::BUCKETS,
+    CFG_EMIT, CFG_OFF, CFG_TRACK, CallEvent, CaptureConfig, CaptureEvent, Cookie, Filter, FuncConfig, FuncCounters,
+    GlobalConfig, GlobalStats, MAX_FUNCS, SiteKind, hist::BUCKETS,
 };
 
 use self::multi::{MultiError, MultiLink, MultiProgram};
@@ -48,6 +48,9 @@ const PROGRAM: &str = "ktrace_site";
 /// records of 600 bytes, drained every 50 ms.
 const CAPTURE_RING_BYTES: u32 = 2 << 20;
 const BARE_PROGRAM: &str = "ktrace_bare";
+/// Bytes of the call-event ring buffer when some function emits events
+/// (the size the object declares).
+const EVENT_RING_BYTES: u32 = 8 << 20;
 
 /// Errors from loading or attaching probes.
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +261,12 @@ fn load_object(sites: &[(&ProbePlan, FuncConfig)], options: &Options) -> Result<
     // The --capture ring is 2 MiB only when something is captured; the
     // kernel's smallest ring buffer is one page.
     let capture_ring = if options.fields.iter().any(Option::is_some) { CAPTURE_RING_BYTES } else { 4096 };
+    // The call-event ring likewise, when no function emits events: ktrace
+    // maps the whole ring, and its 8 MiB (mapped twice) would be resident.
+    let emits = sites.iter().any(|(_, c)| c.flags & CFG_EMIT != 0);
+    let event_ring = if emits { EVENT_RING_BYTES } else { 4096 };
     let mut ebpf = EbpfLoader::new()
+        .map_max_entries("EVENTS", event_ring)
         .map_max_entries("HIST", n)
         .map_max_entries("CAPTURE_CONFIG", n)
         .map_max_entries("CAPTURES", capture_ring)

@@ -252,8 +252,15 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     // a kube-apiserver its DWARF holds hundreds of MB).
     planned.release_types();
     let (layouts, plans): (Vec<_>, Vec<_>) = layouts.into_iter().unzip();
-    let (binary, functions) = (&planned.binary, &planned.functions);
-    let setup = Setup::new(binary, functions, plans, layouts, args.wants(), filter.as_ref(), fields)?;
+    let setup = Setup::new(&planned.binary, &planned.functions, plans, layouts, args.wants(), filter.as_ref(), fields)?;
+    // Every function of the binary is needed only to name the callers in
+    // trace records; without a trace file the table (tens of MB on a
+    // kube-apiserver) goes before the session starts.
+    let base_sym = if args.output.is_some() { Symbolizer::new(&planned.functions, 0) } else { Symbolizer::empty() };
+    planned.functions = Vec::new();
+    crate::memory::trim();
+
+    let binary = &planned.binary;
     for w in &setup.warnings {
         eprintln!("ktrace: warning: {w}");
     }
@@ -281,12 +288,12 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         watch::Signals::catch()?
     };
     let sites = setup.sites();
-    let base_sym = Symbolizer::new(functions, 0);
     let attach_one = |pid: u32, at: Duration| -> Result<Proc, Error> {
         let session = Session::attach(Some(pid), binary, &sites, setup.goexit.as_ref(), &options)?;
         crate::target::check_runs(pid, binary)?;
-        let bias = match functions.first() {
-            Some(f) => events::load_bias(pid, f.entry, binary.file_offset(f.entry)?),
+        // Any function's entry gives the load bias.
+        let bias = match setup.traced.first() {
+            Some(t) => events::load_bias(pid, t.plan.function.entry, binary.file_offset(t.plan.function.entry)?),
             None => 0,
         };
         Ok(Proc::new(Some(pid), session, base_sym.with_bias(bias), setup.traced.len(), at))
@@ -334,6 +341,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         }
     }
     binary.release_pages();
+    crate::memory::trim();
     let started = Instant::now();
     announce(args, &procs, &setup, binary, cost, filter.as_ref());
     let first_pid = procs.first().and_then(|p| p.pid);

@@ -160,8 +160,7 @@ impl Planned {
     fn release_types(&mut self) {
         self.own_dwarf = OnceLock::new();
         self.symbols = None;
-        // SAFETY: malloc_trim only returns free heap pages to the kernel.
-        unsafe { libc::malloc_trim(0) };
+        crate::memory::trim();
     }
 
     /// Where the goroutine ids are in `runtime.g`: from whichever DWARF

@@ -35,6 +35,9 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 static NO_CAPTURES: Captures =
     Captures { string: None, secret: None, scalars: Vec::new(), errors: false, filter: false, fields: Vec::new() };
 
+/// Every this many ticks, free heap pages go back to the system (see
+/// `crate::memory`).
+const TRIM_EVERY_TICKS: u64 = 10;
 /// How often `--binary` looks for processes started since.
 pub(super) const RESCAN_EVERY: Duration = Duration::from_millis(500);
 /// How long one drain may take before the loop checks its timers again.
@@ -216,6 +219,8 @@ pub(super) struct Loop<'a> {
     pub(super) finder: Option<&'a mut dyn FnMut(Duration) -> Vec<Proc>>,
     /// When the session began.
     pub(super) began: Instant,
+    /// Ticks so far.
+    ticks: u64,
 }
 
 impl<'a> Loop<'a> {
@@ -240,6 +245,7 @@ impl<'a> Loop<'a> {
             tagged: false,
             finder: None,
             began: Instant::now(),
+            ticks: 0,
         }
     }
 
@@ -463,6 +469,10 @@ impl<'a> Loop<'a> {
     }
 
     fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
+        self.ticks += 1;
+        if self.ticks % TRIM_EVERY_TICKS == 0 {
+            crate::memory::trim();
+        }
         let mut rows = Vec::new();
         let mut overhead: Option<f64> = None;
         let mut shift = 0;
