@@ -143,3 +143,58 @@ fn a_trace_without_a_header_is_an_error_not_a_panic() {
     let headerless = Trace { header: None, ..trace() };
     assert!(matches!(build(&headerless, None), Err(ReportError::NoHeader)));
 }
+
+/// A function record of `samples` in process `pid`, as the tracer writes one.
+fn stats_of(func: u32, pid: u32, samples: &[u64]) -> FunctionStats {
+    use tracer_common::hist::{BUCKETS, bucket_of};
+    let mut h = crate::hist::Histogram { counts: vec![0; BUCKETS as usize], sum: 0, max: 0 };
+    for &s in samples {
+        h.counts[bucket_of(s) as usize] += 1;
+        h.sum += s;
+        h.max = h.max.max(s);
+    }
+    FunctionStats {
+        pid: Some(pid),
+        func,
+        calls: samples.len() as u64,
+        errors: Some(1),
+        latency_ns: h.latency(),
+        histogram: h.buckets(),
+        detached: None,
+        sampled_fraction: Some(1.0),
+    }
+}
+
+/// Each function has one record per process: the rows add them up, and
+/// percentiles come from the merged histogram, not from the last record.
+#[test]
+fn function_rows_add_up_the_processes() {
+    let mut t = trace();
+    t.header.as_mut().unwrap().pid = None;
+    for (c, pid) in t.calls.iter_mut().zip([1, 1, 2, 2]) {
+        c.pid = Some(pid);
+    }
+    let (ms, one, two) = (1_000_000, [10, 20, 30], [70, 80]);
+    let scaled = |v: &[u64]| v.iter().map(|x| x * ms).collect::<Vec<_>>();
+    t.functions = vec![
+        stats_of(0, 1, &[100 * ms]),
+        stats_of(1, 1, &scaled(&one)),
+        stats_of(0, 2, &[100 * ms]),
+        stats_of(1, 2, &scaled(&two)),
+    ];
+    let r = build(&t, None).unwrap();
+    let s = r.functions.iter().find(|f| f.name == S).unwrap();
+    assert_eq!((s.calls, s.errors, s.wall_ns), (5, Some(2), Some(210 * ms)));
+    // The median of 10, 20, 30, 70, 80 ms is 30 ms (its bucket's top, capped
+    // by nothing); process 2's alone would be 70 ms.
+    let (_, hi) = tracer_common::hist::bucket_bounds(tracer_common::hist::bucket_of(30 * ms));
+    assert_eq!((s.p50_ns, s.max_ns), (Some(hi - 1), Some(80 * ms)));
+    assert_eq!(r.functions.iter().find(|f| f.name == H).unwrap().calls, 2);
+    assert_eq!((r.trace.pid, &r.trace.pids), (None, &vec![1, 2]));
+    assert!(r.notes.iter().any(|n| n.contains("2 processes (pids 1, 2)")), "{:?}", r.notes);
+    assert!(html::page(&r, None, None).contains("(PID 1, 2)"));
+    // A single-process trace says nothing of processes.
+    let single = build(&trace(), None).unwrap();
+    assert!(single.trace.pids.is_empty() && !single.notes.iter().any(|n| n.contains("processes")));
+    assert!(serde_json::to_value(&single).unwrap()["trace"].get("pids").is_none());
+}
