@@ -4,7 +4,9 @@
 //! It is JSON Lines: one record per line, each an object whose `type` field
 //! says what it is. A file starts with one `header`, then holds `call`
 //! records as they are read from the kernel, then one `function` record per
-//! traced function (exact counters and the latency histogram), optional
+//! traced function (exact counters and the latency histogram; one per
+//! function and process in a trace of several, see
+//! [`Trace::function_totals`]), optional
 //! `profile` records (a pprof profile fetched over the same window), and ends
 //! with one `end` record. A trace cut short (ktrace was killed) has no `end`
 //! and may lack the `function` records; it still reads, and says so.
@@ -219,7 +221,8 @@ pub struct Trace {
     pub header: Option<Header>,
     /// Every call record, in file order.
     pub calls: Vec<Call>,
-    /// Totals per function.
+    /// Totals per function, as written: one record per function and
+    /// process. [`Trace::function_totals`] adds up the processes.
     pub functions: Vec<FunctionStats>,
     /// Profiles stored with the trace.
     pub profiles: Vec<Profile>,
