@@ -4,10 +4,11 @@
 //!
 //! Each request is one row (its own `tid` in the traced process's `pid`;
 //! in a trace of several processes, in its own process's), named after the
-//! request; on it, complete events (`"ph": "X"`) nest
-//! exactly as the request's tree does: the request (`cat: request`), its
-//! phases (`cat: phase`) and the traced calls (`cat: call`). `ts` and `dur`
-//! are microseconds after the trace's start, with nanosecond decimals.
+//! request; on it, complete events (`"ph": "X"`) nest exactly as the
+//! request's tree does: the request (`cat: request`, with `pid` in its args
+//! when the trace holds several processes), its phases (`cat: phase`) and
+//! the traced calls (`cat: call`). `ts` and `dur` are microseconds after the
+//! trace's start, with nanosecond decimals.
 
 use std::collections::BTreeSet;
 
