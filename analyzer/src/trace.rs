@@ -305,10 +305,10 @@ pub struct Goroutine {
 ///   with `sum` added up and `max` the largest; when the records hold
 ///   latency but no buckets, each percentile is the largest of the
 ///   records', an upper bound like the histogram's own;
-/// - `sampled_fraction` is the mean of the records', weighted by their
-///   calls (the share of all calls that ran while RET probes were attached,
-///   if calls came evenly), or the plain mean when no record has calls;
-///   `None` when every record's is;
+/// - `sampled_fraction` is the mean of the records' (each taken within
+///   0..=1), weighted by their calls (the share of all calls that ran while
+///   RET probes were attached, if calls came evenly), or the plain mean
+///   when no record has calls; `None` when every record's is;
 /// - `detached` holds the distinct reasons of the records that have one,
 ///   joined by `; `;
 /// - `pid` is the records' pid when they all have the same, else `None`.
@@ -355,6 +355,8 @@ pub fn merge_stats(records: &[&FunctionStats]) -> Option<FunctionStats> {
         .iter()
         .filter_map(|r| r.sampled_fraction.map(|f| (f, r.calls)))
         .filter(|(f, _)| f.is_finite())
+        // A share: a hostile record's is clamped, so the mean is one too.
+        .map(|(f, c)| (f.clamp(0.0, 1.0), c))
         .collect();
     let weight = fractions.iter().map(|&(_, c)| c as f64).sum::<f64>();
     let sampled_fraction = if fractions.is_empty() {
@@ -776,6 +778,7 @@ mod tests {
         big.detached = Some("x".into());
         let m = merge_stats(&[&odd, &big, &odd]).unwrap();
         assert_eq!((m.calls, m.errors, m.detached.as_deref()), (u64::MAX, Some(u64::MAX), Some("x")));
+        assert!(m.sampled_fraction.is_some_and(|f| (0.0..=1.0).contains(&f)), "{:?}", m.sampled_fraction);
         assert!(m.latency_ns.is_some());
         // Latency without buckets: each percentile bounded by the records'.
         let bare = |p50, max| FunctionStats {

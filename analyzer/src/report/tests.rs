@@ -198,3 +198,28 @@ fn function_rows_add_up_the_processes() {
     assert!(single.trace.pids.is_empty() && !single.notes.iter().any(|n| n.contains("processes")));
     assert!(serde_json::to_value(&single).unwrap()["trace"].get("pids").is_none());
 }
+
+/// What the trace fuzz target runs, on a hostile trace of several
+/// processes: no panic, whatever the pids, goroutines and histograms say.
+#[test]
+fn a_hostile_trace_of_several_processes_does_not_panic() {
+    let text = r#"{"type":"header","format":"ktrace-trace","version":1,"mode":"latency","pid":null,"binary":"x","build_id":null,"go_version":null,"start_unix_ns":18446744073709551615,"functions":[{"id":0,"symbol":"a","file":null,"line":null,"groups":["request"],"phase":"request"},{"id":1,"symbol":"b","file":null,"line":null,"groups":["storage"]}]}
+{"type":"call","func":0,"pid":4294967295,"g":0,"goid":1,"parent_goid":2,"start_ns":18446744073709551615,"dur_ns":18446744073709551615}
+{"type":"call","func":1,"pid":0,"g":0,"goid":2,"parent_goid":1,"start_ns":5,"dur_ns":18446744073709551615}
+{"type":"call","func":1,"g":0,"goid":1,"parent_goid":2,"start_ns":0,"dur_ns":1}
+{"type":"call","func":0,"pid":0,"g":0,"goid":1,"parent_goid":1,"start_ns":3,"dur_ns":0}
+{"type":"function","func":1,"pid":0,"calls":18446744073709551615,"errors":18446744073709551615,"latency_ns":{"p50":1,"p90":1,"p99":1,"max":18446744073709551615,"sum":18446744073709551615},"histogram":[{"lo":18446744073709551615,"hi":0,"count":18446744073709551615}],"sampled_fraction":0.0}
+{"type":"function","func":1,"pid":1,"calls":18446744073709551615,"errors":null,"latency_ns":null,"histogram":[{"lo":0,"hi":1,"count":18446744073709551615}],"sampled_fraction":1e300}
+{"type":"function","func":1,"calls":0,"errors":1,"latency_ns":null,"histogram":[]}
+"#;
+    let t = crate::trace::read(text.as_bytes()).unwrap();
+    let reqs = requests::stitch(&t);
+    let _ = crate::timeline::chrome_trace(&t, &reqs);
+    let _ = requests::exclusive(&t, &reqs);
+    let r = build(&t, None).unwrap();
+    assert_eq!(r.trace.pids, vec![0, 1, u32::MAX]);
+    assert_eq!(r.functions[1].calls, u64::MAX);
+    assert!(r.functions[1].timed.is_some_and(|f| (0.0..=1.0).contains(&f)), "{:?}", r.functions[1].timed);
+    let _ = html::page(&r, None, None);
+    let _ = table::render(&r);
+}
