@@ -366,12 +366,10 @@ pub fn merge_stats(records: &[&FunctionStats]) -> Option<FunctionStats> {
     } else {
         Some(fractions.iter().map(|&(f, _)| f).sum::<f64>() / fractions.len() as f64)
     };
-    let mut reasons: Vec<&str> = Vec::new();
-    for d in records.iter().filter_map(|r| r.detached.as_deref()) {
-        if !reasons.contains(&d) {
-            reasons.push(d);
-        }
-    }
+    // Distinct, in record order; a set, since a hostile trace may hold a
+    // record per process for millions of processes.
+    let mut seen = HashSet::new();
+    let reasons: Vec<&str> = records.iter().filter_map(|r| r.detached.as_deref()).filter(|d| seen.insert(*d)).collect();
     let pid = first.pid.filter(|p| rest.iter().all(|r| r.pid == Some(*p)));
     Some(FunctionStats {
         func: first.func,
