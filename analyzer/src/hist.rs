@@ -17,9 +17,10 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Number of recorded durations.
+    /// Number of recorded durations (saturating: a histogram merged from
+    /// untrusted records may claim more than `u64::MAX`).
     pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().fold(0u64, |a, &c| a.saturating_add(c))
     }
 
     /// The `q`-quantile (0 < q ≤ 1), reported as the upper edge of the bucket
@@ -34,7 +35,7 @@ impl Histogram {
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0;
         for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
+            seen = c.saturating_add(seen);
             if seen >= rank {
                 let (_, hi) = bucket_bounds(i as u32);
                 return Some(hi.saturating_sub(1).min(self.max));

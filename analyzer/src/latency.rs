@@ -1,9 +1,10 @@
 //! The latency profile of a trace: where traced calls spent wall time,
 //! along their stacks. A call's folded stack is its callers (root first)
 //! plus its own symbol, weighted by its *self* wall time: its duration minus
-//! that of traced calls nested in it on the same goroutine. So a frame's
-//! width in the flamegraph is its total wall time, not counted twice when
-//! authn, a handler and the etcd3 store are all traced.
+//! that of traced calls nested in it on the same goroutine (of the same
+//! process, in a trace of several). So a frame's width in the flamegraph is
+//! its total wall time, not counted twice when authn, a handler and the
+//! etcd3 store are all traced.
 //!
 //! Traces without stacks still nest: a call's stack is then taken to be
 //! that of the traced call enclosing it.
@@ -31,10 +32,11 @@ impl LatencyStacks {
         let mut self_ns: Vec<u64> = trace.calls.iter().map(|c| c.dur_ns).collect();
 
         // Nesting per goroutine: sort by start, longest first on ties, and
-        // keep a stack of the calls still open.
-        let mut by_g: HashMap<u64, Vec<usize>> = HashMap::new();
+        // keep a stack of the calls still open. A goroutine is its process
+        // and `runtime.g` address: processes of one binary reuse addresses.
+        let mut by_g: HashMap<(Option<u32>, u64), Vec<usize>> = HashMap::new();
         for (i, c) in trace.calls.iter().enumerate() {
-            by_g.entry(c.g).or_default().push(i);
+            by_g.entry((trace.pid_of(c), c.g)).or_default().push(i);
         }
         let end = |i: usize| trace.calls[i].start_ns.saturating_add(trace.calls[i].dur_ns);
         let mut order = Vec::with_capacity(n);
@@ -171,5 +173,23 @@ mod tests {
         let p = crate::pprof::Profile::decode(&l.to_pprof(&t)).unwrap();
         assert_eq!(p.kind(), "latency");
         assert_eq!(p.fold(p.sample_index(None).unwrap()).unwrap(), l.folded());
+    }
+
+    /// Processes of one binary put goroutines at the same addresses: a call
+    /// of one never nests in a call of the other.
+    #[test]
+    fn calls_of_two_processes_on_one_g_address_do_not_nest() {
+        let mut t = trace(vec![
+            Call { pid: Some(1), ..call(0, 0xc000_1000, 0, 100, &[]) },
+            Call { pid: Some(2), ..call(1, 0xc000_1000, 10, 20, &[]) },
+            Call { pid: Some(2), ..call(1, 0xc000_1000, 40, 10, &[]) },
+        ]);
+        let got = |t: &Trace| LatencyStacks::of(t).stacks.into_iter().collect::<Vec<_>>();
+        assert_eq!(got(&t), vec![("h".to_string(), (1, 100)), ("s".to_string(), (2, 30))]);
+        // The same calls in one process nest as before.
+        for c in &mut t.calls {
+            c.pid = None;
+        }
+        assert_eq!(got(&t), vec![("h".to_string(), (1, 70)), ("h;s".to_string(), (2, 30))]);
     }
 }

@@ -11,7 +11,10 @@
 //! on the call's goroutine or on the nearest ancestor goroutine that has
 //! roots, and whose window contains the call's start. Goroutine ids are
 //! never reused, so the chain is unambiguous; the window decides between
-//! successive requests on one HTTP/1 connection's goroutine.
+//! successive requests on one HTTP/1 connection's goroutine. Goroutine ids
+//! are per process: in a trace of several processes a goroutine is its
+//! process and id ([`Goroutine`]), and a request never takes in another
+//! process's calls.
 //!
 //! **The tree.** Within a request, calls nest by time: a call's parent is
 //! the shortest call that contains it, whichever goroutine it ran on (the
@@ -35,7 +38,7 @@ use serde::Serialize;
 
 use crate::{
     report::quantile,
-    trace::{ArgValue, Call, Header, Trace, TracedFunction},
+    trace::{ArgValue, Call, Goroutine, Header, Trace, TracedFunction},
 };
 
 /// The phases of a request, in the order of the request path; `other` is
@@ -161,6 +164,10 @@ pub struct Request {
     pub root: usize,
     /// The root's goroutine.
     pub goid: u64,
+    /// The root's process, when the trace holds several (the root call's
+    /// `pid`); absent in a single-process trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// HTTP method, when captured (`r.Method`).
     pub method: Option<String>,
     /// URL path, when captured (`r.URL.Path`).
@@ -192,7 +199,10 @@ impl Request {
             (Some(m), Some(p)) => format!("{m} {p}"),
             (None, Some(p)) => p.clone(),
             (Some(m), None) => m.clone(),
-            (None, None) => format!("request on goroutine {}", self.goid),
+            (None, None) => match self.pid {
+                Some(pid) => format!("request on goroutine {} of pid {pid}", self.goid),
+                None => format!("request on goroutine {}", self.goid),
+            },
         }
     }
 
@@ -240,8 +250,8 @@ pub fn stitch(trace: &Trace) -> Requests {
         return out;
     }
     let rotated: Vec<&str> = trace
-        .functions
-        .iter()
+        .function_totals()
+        .values()
         .filter(|f| f.sampled_fraction.is_some_and(|x| x < 1.0) && f.calls > 0)
         .filter_map(|f| header.functions.get(f.func as usize))
         .map(|f| crate::symbol::without_package_path(&f.symbol))
@@ -262,10 +272,10 @@ pub fn stitch(trace: &Trace) -> Requests {
         ));
     }
     // Goroutine → its parent, from every record that knows both.
-    let mut parent: HashMap<u64, u64> = HashMap::new();
+    let mut parent: HashMap<Goroutine, Goroutine> = HashMap::new();
     let mut no_goid = 0usize;
     for c in &trace.calls {
-        match (c.goid, c.parent_goid) {
+        match (trace.goroutine_of(c), trace.parent_of(c)) {
             (Some(g), Some(p)) if p != g => {
                 parent.insert(g, p);
             }
@@ -286,13 +296,13 @@ pub fn stitch(trace: &Trace) -> Requests {
         );
     }
     // Roots per goroutine, by start.
-    let mut roots: HashMap<u64, Vec<(u64, u64, usize)>> = HashMap::new();
+    let mut roots: HashMap<Goroutine, Vec<(u64, u64, usize)>> = HashMap::new();
     // Without roots every call is outside; calls without a goroutine id too.
     out.outside_calls = trace.calls.iter().enumerate().filter(|(_, c)| c.goid.is_none()).map(|(i, _)| i).collect();
     let mut order: Vec<usize> = Vec::new();
     for (i, c) in trace.calls.iter().enumerate() {
         if role(c) == Role::Root
-            && let Some(g) = c.goid
+            && let Some(g) = trace.goroutine_of(c)
         {
             roots.entry(g).or_default().push((c.start_ns, c.start_ns.saturating_add(c.dur_ns), i));
             order.push(i);
@@ -301,7 +311,7 @@ pub fn stitch(trace: &Trace) -> Requests {
     for list in roots.values_mut() {
         list.sort_unstable();
     }
-    let find = |g: u64, t: u64| -> Option<usize> {
+    let find = |g: Goroutine, t: u64| -> Option<usize> {
         let list = roots.get(&g)?;
         let at = list.partition_point(|r| r.0 <= t);
         let &(s, e, i) = list.get(at.checked_sub(1)?)?;
@@ -313,7 +323,7 @@ pub fn stitch(trace: &Trace) -> Requests {
         if role(c) == Role::Root {
             continue;
         }
-        let Some(mut g) = c.goid else { continue };
+        let Some(mut g) = trace.goroutine_of(c) else { continue };
         let mut owner = None;
         for _ in 0..MAX_ANCESTRY {
             if let Some(r) = find(g, c.start_ns) {
@@ -405,6 +415,7 @@ fn build(trace: &Trace, root: usize, calls: Vec<usize>, role: &dyn Fn(&Call) -> 
     let req = Request {
         root,
         goid: rc.goid.unwrap_or(0),
+        pid: rc.pid,
         method,
         path,
         verb,
@@ -483,7 +494,8 @@ fn phases(
 
 /// Own time per phase over the whole trace, with the nested time of no
 /// call counted twice: the requests' trees, and for calls outside every
-/// request, one tree per goroutine (calls nest on their goroutine's stack).
+/// request, one tree per goroutine (calls nest on their goroutine's stack),
+/// goroutines of different processes apart.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Exclusive {
     /// Own time per phase, ns, indexed like [`PHASES`].
@@ -512,10 +524,13 @@ pub fn exclusive(trace: &Trace, reqs: &Requests) -> Exclusive {
     for r in &reqs.requests {
         account(&r.tree, &mut out);
     }
-    let mut by_goroutine: HashMap<(bool, u64), Vec<usize>> = HashMap::new();
+    // Per process: goroutine ids and `runtime.g` addresses repeat across
+    // processes of one binary.
+    let mut by_goroutine: HashMap<(Option<u32>, bool, u64), Vec<usize>> = HashMap::new();
     for &i in &reqs.outside_calls {
         let c = &trace.calls[i];
-        let key = c.goid.map_or((false, c.g), |g| (true, g));
+        let pid = trace.pid_of(c);
+        let key = c.goid.map_or((pid, false, c.g), |g| (pid, true, g));
         by_goroutine.entry(key).or_default().push(i);
     }
     for calls in by_goroutine.into_values() {

@@ -2,11 +2,15 @@
 //! (the JSON object form: `{"traceEvents": [...]}`), which Perfetto UI and
 //! chrome://tracing open.
 //!
-//! Each request is one row (its own `tid` in the traced process's `pid`),
-//! named after the request; on it, complete events (`"ph": "X"`) nest
-//! exactly as the request's tree does: the request (`cat: request`), its
-//! phases (`cat: phase`) and the traced calls (`cat: call`). `ts` and `dur`
-//! are microseconds after the trace's start, with nanosecond decimals.
+//! Each request is one row (its own `tid` in the traced process's `pid`;
+//! in a trace of several processes, in its own process's), named after the
+//! request; on it, complete events (`"ph": "X"`) nest exactly as the
+//! request's tree does: the request (`cat: request`, with `pid` in its args
+//! when the trace holds several processes), its phases (`cat: phase`) and
+//! the traced calls (`cat: call`). `ts` and `dur` are microseconds after the
+//! trace's start, with nanosecond decimals.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
@@ -30,14 +34,25 @@ fn arg_json(v: &ArgValue) -> Value {
 /// The timeline of `reqs`, rebuilt from `trace` by [`requests::stitch`].
 pub fn chrome_trace(trace: &Trace, reqs: &Requests) -> Value {
     let header = trace.header();
-    let pid = header.and_then(|h| h.pid).unwrap_or(1);
+    let header_pid = header.and_then(|h| h.pid).unwrap_or(1);
     let binary = header.map(|h| h.binary.as_str()).unwrap_or("target");
-    let mut events = vec![json!({
-        "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-        "args": {"name": format!("{binary} (pid {pid})")},
-    })];
+    let pid_of = |req: &Request| req.pid.unwrap_or(header_pid);
+    let mut pids: BTreeSet<u32> = reqs.requests.iter().map(pid_of).collect();
+    if pids.is_empty() {
+        pids.insert(header_pid);
+    }
+    let mut events: Vec<Value> = pids
+        .into_iter()
+        .map(|pid| {
+            json!({
+                "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                "args": {"name": format!("{binary} (pid {pid})")},
+            })
+        })
+        .collect();
     for (row, req) in reqs.requests.iter().enumerate() {
         let tid = row + 1;
+        let pid = pid_of(req);
         events.push(json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": req.title()}}));
         events
             .push(json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}}));
@@ -57,13 +72,16 @@ fn event(trace: &Trace, req: &Request, node: &requests::Node, pid: u32, tid: usi
         NodeKind::Request(_) => {
             let phases: Map<String, Value> =
                 PHASES.iter().zip(req.phase_ns).map(|(p, ns)| (format!("{p}_ns"), json!(ns))).collect();
-            let args = json!({
+            let mut args = json!({
                 "kind": req.kind(),
                 "goid": req.goid,
                 "calls": req.calls,
                 "error": req.error,
                 "phases": phases,
             });
+            if let Some(p) = req.pid {
+                args["pid"] = json!(p);
+            }
             (req.title(), "request", args)
         }
         NodeKind::Phase(p) => (PHASES.get(p).copied().unwrap_or("?").to_string(), "phase", json!({})),
@@ -98,7 +116,7 @@ mod tests {
     use super::*;
     use crate::requests::{
         stitch,
-        tests::{create, trace},
+        tests::{create, in_process, multi_trace, trace},
     };
 
     #[test]
@@ -128,5 +146,32 @@ mod tests {
         // µs with ns decimals: the create at 1000 ns starts at 1.0 µs.
         assert_eq!(requests[0]["ts"], 1.0);
         assert_eq!(requests[0]["args"]["phases"]["storage_ns"], 20);
+        // One process: the header's, and no pid in the args.
+        assert!(x.iter().all(|e| e["pid"] == 1 && e["args"].get("pid").is_none()));
+        let names: Vec<&Value> = events.iter().filter(|e| e["name"] == "process_name").collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(names[0]["args"]["name"], "kube-apiserver (pid 1)");
+    }
+
+    #[test]
+    fn each_process_has_its_rows() {
+        let mut calls = in_process(41, create(10, 1000, "/registry/configmaps/ns/a"));
+        calls.extend(in_process(42, create(10, 1030, "/registry/configmaps/ns/b")));
+        let t = multi_trace(calls);
+        let doc = chrome_trace(&t, &stitch(&t));
+        let events = doc["traceEvents"].as_array().unwrap();
+        let names: Vec<(&Value, &Value)> =
+            events.iter().filter(|e| e["name"] == "process_name").map(|e| (&e["pid"], &e["args"]["name"])).collect();
+        assert_eq!(
+            names,
+            [(&json!(41), &json!("kube-apiserver (pid 41)")), (&json!(42), &json!("kube-apiserver (pid 42)"))]
+        );
+        let requests: Vec<&Value> = events.iter().filter(|e| e["cat"] == "request").collect();
+        assert_eq!(requests.len(), 2);
+        for (r, pid) in requests.iter().zip([41, 42]) {
+            assert_eq!((&r["pid"], &r["args"]["pid"], &r["args"]["calls"]), (&json!(pid), &json!(pid), &json!(7)));
+            // Every span of its row is in its process.
+            assert!(events.iter().filter(|e| e["ph"] == "X" && e["tid"] == r["tid"]).all(|e| e["pid"] == pid));
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! It is JSON Lines: one record per line, each an object whose `type` field
 //! says what it is. A file starts with one `header`, then holds `call`
 //! records as they are read from the kernel, then one `function` record per
-//! traced function (exact counters and the latency histogram), optional
+//! traced function (exact counters and the latency histogram; one per
+//! function and process in a trace of several, see
+//! [`Trace::function_totals`]), optional
 //! `profile` records (a pprof profile fetched over the same window), and ends
 //! with one `end` record. A trace cut short (ktrace was killed) has no `end`
 //! and may lack the `function` records; it still reads, and says so.
@@ -12,7 +14,7 @@
 //! The reader treats the file as untrusted: every error names the line.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, HashSet},
     io::{self, BufRead, Read, Write},
 };
 
@@ -219,7 +221,8 @@ pub struct Trace {
     pub header: Option<Header>,
     /// Every call record, in file order.
     pub calls: Vec<Call>,
-    /// Totals per function.
+    /// Totals per function, as written: one record per function and
+    /// process. [`Trace::function_totals`] adds up the processes.
     pub functions: Vec<FunctionStats>,
     /// Profiles stored with the trace.
     pub profiles: Vec<Profile>,
@@ -238,6 +241,146 @@ impl Trace {
     pub fn function(&self, id: u32) -> Option<&TracedFunction> {
         self.header.as_ref()?.functions.get(id as usize)
     }
+
+    /// The process that made `call`: its own `pid`, else the header's (a
+    /// single-process trace names its process once, in the header). `None`
+    /// only when neither says.
+    pub fn pid_of(&self, call: &Call) -> Option<u32> {
+        call.pid.or_else(|| self.header.as_ref()?.pid)
+    }
+
+    /// The goroutine that made `call`, told apart across processes (two
+    /// processes both have a goroutine 7); `None` when the call carries no
+    /// goroutine id.
+    pub fn goroutine_of(&self, call: &Call) -> Option<Goroutine> {
+        Some(Goroutine { pid: self.pid_of(call), goid: call.goid? })
+    }
+
+    /// The goroutine that started the one that made `call`, in the same
+    /// process; `None` when unknown.
+    pub fn parent_of(&self, call: &Call) -> Option<Goroutine> {
+        Some(Goroutine { pid: self.pid_of(call), goid: call.parent_goid? })
+    }
+
+    /// The processes the call and function records name by their own `pid`,
+    /// in increasing order: empty for a single-process trace.
+    pub fn pids(&self) -> Vec<u32> {
+        let set: BTreeSet<u32> =
+            self.calls.iter().filter_map(|c| c.pid).chain(self.functions.iter().filter_map(|f| f.pid)).collect();
+        set.into_iter().collect()
+    }
+
+    /// The totals of each function over every process, by `func`: the
+    /// `function` records of one function merged by [`merge_stats`]. In a
+    /// single-process trace, where each function has one record, these are
+    /// the records themselves.
+    pub fn function_totals(&self) -> BTreeMap<u32, FunctionStats> {
+        let mut by: BTreeMap<u32, Vec<&FunctionStats>> = BTreeMap::new();
+        for f in &self.functions {
+            by.entry(f.func).or_default().push(f);
+        }
+        by.into_iter().filter_map(|(func, records)| Some((func, merge_stats(&records)?))).collect()
+    }
+}
+
+/// A goroutine of a traced process: goroutine ids are per process, so a
+/// trace of several processes keys goroutines by both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Goroutine {
+    /// The process ([`Trace::pid_of`]); `None` when the trace names none.
+    pub pid: Option<u32>,
+    /// Goroutine id within the process.
+    pub goid: u64,
+}
+
+/// The totals of one function over several processes, from its `function`
+/// records (one per process); `None` when `records` is empty. One record is
+/// returned unchanged. Otherwise:
+///
+/// - `calls` and `errors` add up (`errors` is `None` only when every record's
+///   is);
+/// - histograms add up bucket by bucket (a bucket off the kernel's layout
+///   counts toward the layout's bucket holding its `lo`), and `latency_ns`
+///   is recomputed from the merged histogram as [`Histogram::latency`] does,
+///   with `sum` added up and `max` the largest; when the records hold
+///   latency but no buckets, each percentile is the largest of the
+///   records', an upper bound like the histogram's own;
+/// - `sampled_fraction` is the mean of the records' (each taken within
+///   0..=1), weighted by their calls (the share of all calls that ran while
+///   RET probes were attached, if calls came evenly), or the plain mean
+///   when no record has calls; `None` when every record's is;
+/// - `detached` holds the distinct reasons of the records that have one,
+///   joined by `; `;
+/// - `pid` is the records' pid when they all have the same, else `None`.
+///
+/// [`Histogram::latency`]: crate::hist::Histogram::latency
+pub fn merge_stats(records: &[&FunctionStats]) -> Option<FunctionStats> {
+    use tracer_common::hist::{BUCKETS, bucket_of};
+    let (first, rest) = records.split_first()?;
+    if rest.is_empty() {
+        return Some((*first).clone());
+    }
+    let calls = records.iter().fold(0u64, |a, r| a.saturating_add(r.calls));
+    let errors = records.iter().filter_map(|r| r.errors).reduce(|a, b| a.saturating_add(b));
+    let mut hist = crate::hist::Histogram { counts: vec![0; BUCKETS as usize], sum: 0, max: 0 };
+    for r in records {
+        for b in &r.histogram {
+            let i = bucket_of(b.lo) as usize;
+            if let Some(c) = hist.counts.get_mut(i) {
+                *c = c.saturating_add(b.count);
+            }
+        }
+        match (r.latency_ns, r.histogram.iter().filter(|b| b.count > 0).map(|b| b.hi.saturating_sub(1)).max()) {
+            (Some(l), _) => {
+                hist.sum = hist.sum.saturating_add(l.sum);
+                hist.max = hist.max.max(l.max);
+            }
+            // Buckets without a summary: the top bucket bounds the max.
+            (None, Some(top)) => hist.max = hist.max.max(top),
+            (None, None) => {}
+        }
+    }
+    let latency_ns = hist.latency().or_else(|| {
+        let lats: Vec<LatencyNs> = records.iter().filter_map(|r| r.latency_ns).collect();
+        let most = |f: fn(&LatencyNs) -> u64| lats.iter().map(f).max();
+        Some(LatencyNs {
+            p50: most(|l| l.p50)?,
+            p90: most(|l| l.p90)?,
+            p99: most(|l| l.p99)?,
+            max: most(|l| l.max)?,
+            sum: lats.iter().fold(0u64, |a, l| a.saturating_add(l.sum)),
+        })
+    });
+    let fractions: Vec<(f64, u64)> = records
+        .iter()
+        .filter_map(|r| r.sampled_fraction.map(|f| (f, r.calls)))
+        .filter(|(f, _)| f.is_finite())
+        // A share: a hostile record's is clamped, so the mean is one too.
+        .map(|(f, c)| (f.clamp(0.0, 1.0), c))
+        .collect();
+    let weight = fractions.iter().map(|&(_, c)| c as f64).sum::<f64>();
+    let sampled_fraction = if fractions.is_empty() {
+        None
+    } else if weight > 0.0 {
+        Some(fractions.iter().map(|&(f, c)| f * c as f64).sum::<f64>() / weight)
+    } else {
+        Some(fractions.iter().map(|&(f, _)| f).sum::<f64>() / fractions.len() as f64)
+    };
+    // Distinct, in record order; a set, since a hostile trace may hold a
+    // record per process for millions of processes.
+    let mut seen = HashSet::new();
+    let reasons: Vec<&str> = records.iter().filter_map(|r| r.detached.as_deref()).filter(|d| seen.insert(*d)).collect();
+    let pid = first.pid.filter(|p| rest.iter().all(|r| r.pid == Some(*p)));
+    Some(FunctionStats {
+        func: first.func,
+        pid,
+        calls,
+        errors,
+        latency_ns,
+        histogram: hist.buckets(),
+        detached: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        sampled_fraction,
+    })
 }
 
 /// Why a trace file could not be read.
@@ -278,11 +421,15 @@ fn malformed(line: usize, reason: impl Into<String>) -> TraceError {
 const MAX_LINE: usize = 256 << 20;
 
 /// Reads a whole trace, checking that every record refers to a function of
-/// the header.
+/// the header and that no function has two `function` records for one
+/// process. A call's `pid` is not checked against the header's: a trace of
+/// one process may name it on its calls too.
 pub fn read<R: BufRead>(mut input: R) -> Result<Trace, TraceError> {
     let mut trace = Trace::default();
     let mut buf = Vec::new();
     let mut line = 0usize;
+    // (func, pid) of the function records read so far.
+    let mut seen: HashSet<(u32, Option<u32>)> = HashSet::new();
     loop {
         buf.clear();
         let n = Read::take(&mut input, MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
@@ -320,8 +467,15 @@ pub fn read<R: BufRead>(mut input: R) -> Result<Trace, TraceError> {
                 check_func(c.func)?;
                 trace.calls.push(c);
             }
-            (Record::Function(f), Some(_)) => {
+            (Record::Function(f), Some(h)) => {
                 check_func(f.func)?;
+                // One record per function and process: a second one would
+                // be counted twice.
+                let pid = f.pid.or(h.pid);
+                if !seen.insert((f.func, pid)) {
+                    let of = pid.map(|p| format!(" of pid {p}")).unwrap_or_default();
+                    return Err(malformed(line, format!("a second function record for function {}{of}", f.func)));
+                }
                 trace.functions.push(f);
             }
             (Record::Profile(p), Some(_)) => trace.profiles.push(p),
@@ -502,6 +656,165 @@ mod tests {
             (&v["unredacted_args"], &v["filter"]),
             (&serde_json::json!(true), &serde_json::json!("key=/registry/*"))
         );
+    }
+
+    /// A function record of `samples` as the tracer writes one, from the
+    /// kernel's histogram layout.
+    fn stats_of(pid: Option<u32>, samples: &[u64]) -> FunctionStats {
+        let mut h = crate::hist::Histogram { counts: vec![0; tracer_common::hist::BUCKETS as usize], sum: 0, max: 0 };
+        for &s in samples {
+            h.counts[tracer_common::hist::bucket_of(s) as usize] += 1;
+            h.sum = h.sum.saturating_add(s);
+            h.max = h.max.max(s);
+        }
+        FunctionStats {
+            func: 0,
+            pid,
+            calls: samples.len() as u64,
+            errors: Some(0),
+            latency_ns: h.latency(),
+            histogram: h.buckets(),
+            detached: None,
+            sampled_fraction: Some(1.0),
+        }
+    }
+
+    #[test]
+    fn function_records_of_two_processes_merge() {
+        let (a, b) = ([100, 200, 300, 40_000], [5_000, 6_000, 7_000]);
+        let mut one = stats_of(Some(1), &a);
+        one.calls = 8; // half the calls were timed
+        one.sampled_fraction = Some(0.5);
+        one.errors = Some(2);
+        one.detached = Some("over --max-rate".into());
+        let mut two = stats_of(Some(2), &b);
+        two.errors = None;
+        let all: Vec<u64> = a.iter().chain(&b).copied().collect();
+        let whole = stats_of(None, &all);
+
+        let m = merge_stats(&[&one, &two]).unwrap();
+        assert_eq!((m.func, m.pid, m.calls, m.errors), (0, None, 11, Some(2)));
+        // Bucket by bucket, as if one process had made every call.
+        assert_eq!(m.histogram, whole.histogram);
+        assert_eq!(m.latency_ns, whole.latency_ns);
+        let l = m.latency_ns.unwrap();
+        // The median is the 4th of 7 durations, 5 µs (its bucket's top),
+        // neither process's own median.
+        let (_, hi) = tracer_common::hist::bucket_bounds(tracer_common::hist::bucket_of(5_000));
+        assert_eq!(l.p50, hi - 1);
+        assert_ne!(Some(l.p50), one.latency_ns.map(|l| l.p50));
+        assert_ne!(Some(l.p50), two.latency_ns.map(|l| l.p50));
+        assert_eq!((l.max, l.sum), (40_000, all.iter().sum()));
+        // Weighted by calls: (0.5 × 8 + 1.0 × 3) / 11.
+        assert_eq!(m.sampled_fraction, Some(7.0 / 11.0));
+        assert_eq!(m.detached.as_deref(), Some("over --max-rate"));
+
+        // Count-only records: no latency, no errors, no fraction.
+        let count_only = |pid| FunctionStats {
+            latency_ns: None,
+            histogram: vec![],
+            errors: None,
+            sampled_fraction: None,
+            ..stats_of(Some(pid), &[1, 2])
+        };
+        let m = merge_stats(&[&count_only(1), &count_only(1)]).unwrap();
+        assert_eq!((m.pid, m.calls, m.errors, m.latency_ns, m.sampled_fraction), (Some(1), 4, None, None, None));
+        assert!(m.histogram.is_empty());
+    }
+
+    #[test]
+    fn one_record_is_its_own_total() {
+        let mut one = stats_of(None, &[10, 20, 30]);
+        // Not what its buckets say: a single record is taken as written.
+        one.latency_ns = Some(LatencyNs { p50: 1, p90: 2, p99: 3, max: 4, sum: 5 });
+        assert_eq!(merge_stats(&[&one]), Some(one.clone()));
+        assert_eq!(merge_stats(&[]), None);
+        let mut other = stats_of(None, &[7]);
+        other.func = 1;
+        let t = Trace { header: Some(header()), functions: vec![other.clone(), one.clone()], ..Default::default() };
+        assert_eq!(t.function_totals().into_iter().collect::<Vec<_>>(), vec![(0, one), (1, other)]);
+        assert!(t.pids().is_empty());
+    }
+
+    #[test]
+    fn function_totals_merge_per_function() {
+        let mut f1 = stats_of(Some(1), &[10]);
+        f1.func = 1;
+        let t = Trace {
+            header: Some(Header { pid: None, ..header() }),
+            functions: vec![stats_of(Some(1), &[10, 20]), f1.clone(), stats_of(Some(2), &[30])],
+            ..Default::default()
+        };
+        let totals = t.function_totals();
+        assert_eq!(totals.len(), 2);
+        assert_eq!(totals[&0].calls, 3);
+        assert_eq!(totals[&0].latency_ns.map(|l| l.max), Some(30));
+        assert_eq!(totals[&1], f1);
+        assert_eq!(t.pids(), vec![1, 2]);
+    }
+
+    /// Hostile buckets (off the layout, huge counts, no summary) merge
+    /// without a panic or an overflow.
+    #[test]
+    fn hostile_records_merge_without_panicking() {
+        let odd = FunctionStats {
+            func: 0,
+            pid: Some(1),
+            calls: u64::MAX,
+            errors: Some(u64::MAX),
+            latency_ns: None,
+            histogram: vec![
+                Bucket { lo: u64::MAX, hi: 0, count: u64::MAX },
+                Bucket { lo: 3, hi: 1 << 40, count: u64::MAX },
+                Bucket { lo: 0, hi: 0, count: 0 },
+            ],
+            detached: Some("x".into()),
+            sampled_fraction: Some(-3.0),
+        };
+        let mut big = stats_of(Some(2), &[u64::MAX - 1, 5]);
+        big.latency_ns = Some(LatencyNs { p50: u64::MAX, p90: u64::MAX, p99: u64::MAX, max: u64::MAX, sum: u64::MAX });
+        big.detached = Some("x".into());
+        let m = merge_stats(&[&odd, &big, &odd]).unwrap();
+        assert_eq!((m.calls, m.errors, m.detached.as_deref()), (u64::MAX, Some(u64::MAX), Some("x")));
+        assert!(m.sampled_fraction.is_some_and(|f| (0.0..=1.0).contains(&f)), "{:?}", m.sampled_fraction);
+        assert!(m.latency_ns.is_some());
+        // Latency without buckets: each percentile bounded by the records'.
+        let bare = |p50, max| FunctionStats {
+            histogram: vec![],
+            latency_ns: Some(LatencyNs { p50, p90: max, p99: max, max, sum: max }),
+            ..stats_of(None, &[])
+        };
+        let l = merge_stats(&[&bare(5, 9), &bare(7, 8)]).unwrap().latency_ns.unwrap();
+        assert_eq!((l.p50, l.p99, l.max, l.sum), (7, 9, 9, 17));
+    }
+
+    #[test]
+    fn a_second_function_record_for_one_process_is_rejected() {
+        let one = Record::Function(stats_of(None, &[1]));
+        let err = read(&write(&[one.clone(), one])[..]).unwrap_err();
+        assert!(err.to_string().starts_with("line 3: ") && err.to_string().contains("second function record"), "{err}");
+        // The header names the process: a record naming it too is the same one.
+        let err =
+            read(&write(&[Record::Function(stats_of(None, &[1])), Record::Function(stats_of(Some(7), &[1]))])[..])
+                .unwrap_err();
+        assert!(err.to_string().contains("function 0 of pid 7"), "{err}");
+        // One per process is the format of a trace of several.
+        let t =
+            read(&write(&[Record::Function(stats_of(Some(1), &[1])), Record::Function(stats_of(Some(2), &[1]))])[..])
+                .unwrap();
+        assert_eq!(t.functions.len(), 2);
+    }
+
+    #[test]
+    fn a_call_may_name_another_process_than_the_header() {
+        let mut c = call();
+        c.pid = Some(8);
+        let t = read(&write(&[Record::Call(c.clone()), Record::Call(call())])[..]).unwrap();
+        assert_eq!(t.calls[0].pid, Some(8));
+        assert_eq!((t.pid_of(&t.calls[0]), t.pid_of(&t.calls[1])), (Some(8), Some(7)));
+        assert_eq!(t.goroutine_of(&t.calls[1]), Some(Goroutine { pid: Some(7), goid: 5 }));
+        assert_eq!(t.parent_of(&t.calls[0]), Some(Goroutine { pid: Some(8), goid: 1 }));
+        assert_eq!(t.pids(), vec![8]);
     }
 
     #[test]

@@ -72,7 +72,11 @@ pub fn page(report: &Report, latency_svg: Option<&str>, cpu_svg: Option<&str>) -
         h,
         "<p id=\"about\">{} (PID {}), {} traced, {} call records, {} dropped.</p>",
         escape(&t.binary),
-        t.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        match (t.pid, t.pids.as_slice()) {
+            (Some(p), _) => p.to_string(),
+            (None, []) => "-".into(),
+            (None, pids) => pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+        },
         table::duration(t.duration_ns),
         t.call_records,
         t.dropped_events

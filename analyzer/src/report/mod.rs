@@ -170,6 +170,10 @@ pub struct TraceInfo {
     pub binary: String,
     /// Traced PID.
     pub pid: Option<u32>,
+    /// The processes the trace's records name, when the header names none
+    /// (a trace of several processes); empty for a single-process trace.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
     /// Start, ns since the Unix epoch.
     pub start_unix_ns: u64,
     /// Length, ns.
@@ -327,7 +331,16 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
             a.errors += e as u64;
         }
     }
-    let stats: HashMap<u32, _> = trace.functions.iter().map(|f| (f.func, f)).collect();
+    // One record per function and process: their totals over the processes.
+    let stats = trace.function_totals();
+    let pids = trace.pids();
+    if pids.len() > 1 {
+        notes.push(format!(
+            "the trace holds {} processes (pids {}): each function's figures add up all of them",
+            pids.len(),
+            pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
 
     let cpu_where = |pred: &dyn Fn(&str) -> bool| cpu_data.as_ref().map(|(f, ..)| f.total_where(pred));
     let off_cpu = |cpu: Option<u64>, wall_window: Option<u64>| -> Option<f64> {
@@ -401,6 +414,7 @@ pub fn build(trace: &Trace, cpu: Option<&CpuProfile>) -> Result<Report, ReportEr
         trace: TraceInfo {
             binary: header.binary.clone(),
             pid: header.pid,
+            pids: if header.pid.is_none() { pids } else { vec![] },
             start_unix_ns: header.start_unix_ns,
             duration_ns,
             call_records: trace.calls.len() as u64,

@@ -282,3 +282,88 @@ fn cpu_goes_to_the_innermost_traced_frame_with_a_phase() {
     folded.add("runtime.gcBgMarkWorker", 11);
     assert_eq!(cpu_by_phase(&h, &folded), [3, 0, 0, 0, 7, 5 + 2]);
 }
+
+/// `calls` as made by process `pid`.
+pub(crate) fn in_process(pid: u32, calls: Vec<Call>) -> Vec<Call> {
+    calls.into_iter().map(|c| Call { pid: Some(pid), ..c }).collect()
+}
+
+/// A trace of several processes: the header names none, every call its own.
+pub(crate) fn multi_trace(calls: Vec<Call>) -> Trace {
+    let mut t = trace(calls);
+    if let Some(h) = t.header.as_mut() {
+        h.pid = None;
+    }
+    t
+}
+
+/// The storage keys in a request's tree.
+fn keys(t: &Trace, req: &Request) -> Vec<String> {
+    req.tree
+        .walk()
+        .into_iter()
+        .filter_map(|(_, n)| match n.kind {
+            NodeKind::Call(i) => match t.calls[i].args.get("key") {
+                Some(ArgValue::Str(k)) => Some(k.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn two_processes_with_the_same_goroutines_are_never_mixed() {
+    // Both processes serve a create on goroutines 10, 11 and 12, and the
+    // requests overlap: process 2's starts 30 ns into process 1's.
+    let mut calls = in_process(1, create(10, 1000, "/registry/configmaps/ns/a"));
+    calls.extend(in_process(2, create(10, 1030, "/registry/configmaps/ns/b")));
+    // Process 3's goroutine 11, started by its goroutine 99, during both
+    // requests: not the timeout goroutine of either.
+    calls.push(Call { pid: Some(3), ..call(AUTHN, 11, 99, 1050, 10) });
+    let t = multi_trace(calls);
+    let r = stitch(&t);
+    assert_eq!(r.requests.len(), 2);
+    assert_eq!(r.outside_calls, vec![t.calls.len() - 1], "only process 3's call is outside");
+    for (req, pid, key) in
+        [(&r.requests[0], 1, "/registry/configmaps/ns/a"), (&r.requests[1], 2, "/registry/configmaps/ns/b")]
+    {
+        assert_eq!((req.pid, req.goid), (Some(pid), 10));
+        assert_eq!(req.calls, 7);
+        for (_, n) in req.tree.walk() {
+            if let NodeKind::Call(i) | NodeKind::Request(i) = n.kind {
+                assert_eq!(t.calls[i].pid, Some(pid), "{n:?} in the request of pid {pid}");
+            }
+        }
+        assert_eq!(keys(&t, req), [key]);
+        assert_eq!(req.phase_ns, [10, 10, 10, 10, 20, 40]);
+        assert_eq!(r.cut, 0);
+    }
+}
+
+#[test]
+fn a_request_without_its_path_names_its_process() {
+    let mut c = root(10, 0, 100, "GET", "/healthz");
+    c.args.clear();
+    let single = stitch(&trace(vec![c.clone()]));
+    assert_eq!(single.requests[0].title(), "request on goroutine 10");
+    assert_eq!(single.requests[0].pid, None);
+    let multi = stitch(&multi_trace(in_process(3, vec![c])));
+    assert_eq!(multi.requests[0].title(), "request on goroutine 10 of pid 3");
+}
+
+#[test]
+fn background_goroutines_of_two_processes_nest_apart() {
+    // Goroutine 500 of process 1 runs a registry call for 100 ns; goroutine
+    // 500 of process 2 a storage call within that time.
+    let t = multi_trace(vec![
+        Call { pid: Some(1), ..call(REGISTRY, 500, 2, 5000, 100) },
+        Call { pid: Some(2), ..call(STORAGE, 500, 2, 5010, 60) },
+    ]);
+    let r = stitch(&t);
+    assert_eq!(r.outside, 2);
+    let x = exclusive(&t, &r);
+    // Nothing nests: the registry call's 100 ns are all its own.
+    assert_eq!(x.own_ns, [0, 0, 0, 100, 60, 0]);
+    assert_eq!(x.entries, [0, 0, 0, 1, 1, 0]);
+}
