@@ -470,7 +470,7 @@ impl<'a> Loop<'a> {
 
     fn tick(&mut self, args: &AttachArgs) -> Result<(), Error> {
         self.ticks += 1;
-        if self.ticks % TRIM_EVERY_TICKS == 0 {
+        if self.ticks.is_multiple_of(TRIM_EVERY_TICKS) {
             crate::memory::trim();
         }
         let mut rows = Vec::new();
