@@ -168,3 +168,55 @@ fn binary_follows_processes_started_later_and_restarts() {
     assert!(!p(later.pid()).exited && p(later.pid()).attached_ns > 0);
     assert!(p(restarted.pid()).attached_ns > p(later.pid()).attached_ns);
 }
+
+/// A trace file of two servers (`--output` with `--pid A,B`): every call
+/// names its process, and `ktrace flame` rebuilds each server's requests
+/// apart, though both runtimes number their goroutines alike: each POST
+/// of a namespace is in the process that served it, exactly as many as
+/// were made.
+#[test]
+fn a_trace_of_two_apiservers_keeps_their_requests_apart() {
+    require_bpf();
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let etcd = Etcd::start().expect("start etcd");
+    let a = KubeApiserver::start(KubeVariant::Release, &etcd).unwrap_or_else(|e| panic!("{e:#}"));
+    let b = KubeApiserver::start(KubeVariant::Release, &etcd).unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.trace");
+    let pids = format!("{},{}", a.pid(), b.pid());
+    let extra = ["--args", "--output", path.to_str().unwrap()];
+    let mut trace = Trace::spawn(&[], &["--pid", &pids], "request,authn,authz,admission,storage", &extra);
+    trace.wait_for("B's probes", Duration::from_secs(60), |l| l.contains(&format!("of PID {} ", b.pid())));
+    std::thread::scope(|s| {
+        s.spawn(|| load_creates(&a, 6));
+        s.spawn(|| load_creates(&b, 3));
+    });
+    let (summary, _) = trace.finish();
+    let t = analyzer::trace::read(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).expect("a trace");
+    assert_eq!(t.header().unwrap().pid, None);
+    assert!(t.calls.iter().all(|c| c.pid == Some(a.pid()) || c.pid == Some(b.pid())), "every call names its process");
+    // One function record per process, and their totals are the summary's.
+    let totals = t.function_totals();
+    let id = t.header().unwrap().functions.iter().position(|f| f.symbol == CREATE).expect("Create traced") as u32;
+    assert_eq!(totals[&id].calls, creates_of(&summary, a.pid()) + creates_of(&summary, b.pid()));
+    assert_eq!(t.functions.iter().filter(|f| f.func == id).count(), 2);
+
+    let stitched = analyzer::requests::stitch(&t);
+    for (api, n) in [(&a, 6), (&b, 3)] {
+        let path = format!("/api/v1/namespaces/{}/configmaps", api.namespace());
+        let posts: Vec<_> = stitched
+            .requests
+            .iter()
+            .filter(|r| r.method.as_deref() == Some("POST") && r.path.as_deref() == Some(path.as_str()))
+            .collect();
+        assert_eq!(posts.len(), n, "POSTs to {path}; notes {:?}", stitched.notes);
+        assert!(posts.iter().all(|r| r.pid == Some(api.pid())), "each in the process that served it");
+    }
+    // And `ktrace flame` takes the file: report and timeline.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["flame", "--trace", path.to_str().unwrap(), "--output"])
+        .arg(dir.path().join("requests.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
