@@ -220,3 +220,44 @@ fn a_trace_of_two_apiservers_keeps_their_requests_apart() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--binary` with no process running the file: ktrace waits, says so,
+/// traces a process that starts meanwhile, and one that never comes leaves
+/// an empty summary with a warning, not an error.
+#[test]
+fn binary_waits_for_a_process_and_says_when_none_came() {
+    require_bpf();
+    let bench = testkit::workspace_root().join("target/gotargets/bench/ktrace-bench");
+    assert!(bench.exists(), "{} (cargo xtask build-targets)", bench.display());
+    let ktrace = |secs: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ktrace"))
+            .args(["attach", "--binary", bench.to_str().unwrap(), "--funcs", "main.work", "--count-only"])
+            .args(["--json", "--duration", secs])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = ktrace("1s").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no process runs") && stderr.contains("waiting for one"), "{stderr}");
+    assert!(stderr.contains("no process ran") && stderr.contains("nothing was traced"), "{stderr}");
+    let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary.functions.is_empty() && summary.processes.is_empty(), "{summary:?}");
+
+    // One that starts a second after attach is found and counted.
+    let child = ktrace("6s");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut target = std::process::Command::new(&bench).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = target.kill();
+    let _ = target.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("PID {} started running", target.id())), "{stderr}");
+    let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary.processes.len(), 1, "{summary:?}");
+    assert!(summary.processes[0].attached_ns >= 1_000_000_000, "{summary:?}");
+    assert!(summary.functions[0].calls > 0 && summary.functions[0].pid == Some(target.id()), "{summary:?}");
+}
