@@ -14,8 +14,14 @@ use std::time::Duration;
 
 /// One rotation: a function with share `f` has its RET probes attached for
 /// `f * WINDOW` of each window.
-pub const WINDOW: Duration = Duration::from_secs(5);
-/// The least share a called function gets: 100 ms of every window.
+///
+/// Every start and end of a slice places or removes probes in the running
+/// target, which costs it too (breakpoints written into its text), so
+/// windows are long: on a loaded kube-apiserver with about 100 functions
+/// rotating, latency mode cost about 80 µs per request more than counting
+/// with 5 s windows, and about 20 µs with 30 s (docs/benchmarks.md).
+pub const WINDOW: Duration = Duration::from_secs(30);
+/// The least share a called function gets: 600 ms of every window.
 pub const MIN_FRACTION: f64 = 0.02;
 /// A share this close to 1 is treated as 1: the probes stay attached.
 const FULL: f64 = 0.999;
@@ -63,17 +69,20 @@ pub fn allocate(budget_ns: f64, costs: &[f64], pinned: &[bool]) -> (Vec<f64>, bo
 }
 
 /// Whether function `i`, with share `fraction`, has its RET probes attached
-/// at `t` since the session began. Each function's slice starts at its own
-/// phase of the window, so the slices of different functions spread over
-/// the window instead of all starting together.
-pub fn on_at(i: usize, fraction: f64, t: Duration) -> bool {
+/// at `t` since the session began, with windows of `window` (default
+/// [`WINDOW`]). In the first window every slice starts
+/// at once, at the beginning, so even a session shorter than a window times
+/// every called function early; from the second on, each function's slice
+/// starts at its own phase of the window, so the slices of different
+/// functions spread over the window instead of all starting together.
+pub fn on_at(i: usize, fraction: f64, t: Duration, window: Duration) -> bool {
     if fraction >= FULL {
         return true;
     }
+    let windows = t.as_secs_f64() / window.as_secs_f64().max(1e-3);
     // Phases by the golden ratio: any run of functions spreads evenly.
-    let phase = (i as f64 * 0.618_033_988_749_895).fract();
-    let pos = (t.as_secs_f64() / WINDOW.as_secs_f64() + phase).fract();
-    pos < fraction
+    let phase = if windows < 1.0 { 0.0 } else { (i as f64 * 0.618_033_988_749_895).fract() };
+    (windows + phase).fract() < fraction
 }
 
 /// CPU time the process has used so far (user + system, all threads), in
@@ -144,11 +153,24 @@ mod tests {
     fn a_function_is_on_for_its_share_of_the_window() {
         for (i, fraction) in [(0, 0.02), (1, 0.25), (7, 0.5), (3, 0.9)] {
             let steps = 10_000;
-            let on = (0..steps).filter(|k| on_at(i, fraction, WINDOW.mul_f64(3.0 * *k as f64 / steps as f64))).count();
+            let on = (0..steps)
+                .filter(|k| on_at(i, fraction, WINDOW.mul_f64(3.0 * *k as f64 / steps as f64), WINDOW))
+                .count();
             let got = on as f64 / steps as f64;
             assert!((got - fraction).abs() < 0.005, "function {i}: {got} for {fraction}");
         }
-        assert!(on_at(5, 1.0, Duration::from_millis(1234)));
+        assert!(on_at(5, 1.0, Duration::from_millis(1234), WINDOW));
+        // The first window starts every slice at once.
+        for i in 0..50 {
+            assert!(
+                on_at(i, 0.02, Duration::ZERO, WINDOW) && on_at(i, 0.02, WINDOW.mul_f64(0.019), WINDOW),
+                "function {i}"
+            );
+            assert!(!on_at(i, 0.02, WINDOW.mul_f64(0.021), WINDOW), "function {i}");
+        }
+        // Later windows spread them: not all on at one instant.
+        let t = WINDOW.mul_f64(1.01);
+        assert!((0..50).filter(|&i| on_at(i, 0.02, t, WINDOW)).count() < 5);
     }
 
     #[test]

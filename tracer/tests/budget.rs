@@ -67,7 +67,8 @@ fn rotating_rets_sample_latency_and_keep_counting() {
     require_bpf();
     let target = Loop::start();
     let sites = sites(&Loop::binary(), WORK);
-    let (summary, stderr) = trace(target.pid(), &["--max-overhead", "0.01"], 8);
+    // 5 s windows: the RETs go and come back within the session.
+    let (summary, stderr) = trace(target.pid(), &["--max-overhead", "0.01", "--budget-window", "5s"], 8);
     let f = common::function(&summary, WORK);
     let fraction = f.sampled_fraction.expect("latency mode reports a sampled_fraction");
     assert!(fraction > 0.0 && fraction < 0.5, "share {fraction}; {stderr:?}");
@@ -91,7 +92,8 @@ fn a_frame_from_before_a_pause_is_never_timed() {
     require_bpf();
     let target = Loop::with_args(&["-slow", "20ms"]);
     // Three windows and a bit: the RETs go and come back at least twice.
-    let (summary, stderr) = trace_funcs(target.pid(), "main.slow", &["--max-overhead", "0.0001"], 17);
+    let extra = ["--max-overhead", "0.0001", "--budget-window", "5s"];
+    let (summary, stderr) = trace_funcs(target.pid(), "main.slow", &extra, 17);
     let f = common::function(&summary, "main.slow");
     let fraction = f.sampled_fraction.expect("a sampled_fraction");
     assert!(fraction < 0.5, "the RETs must rotate: share {fraction}; {stderr:?}");
@@ -136,6 +138,17 @@ fn perf_and_multi_links_both_attach_and_detach_cleanly() {
         assert!(summary.detach_seconds.is_some_and(|s| s > 0.0), "{links}");
         text_restored(target.pid(), &sites).unwrap();
     }
+}
+
+/// A --budget-window under a second is refused by the parser (exit 2).
+#[test]
+fn a_budget_window_under_a_second_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ktrace"))
+        .args(["attach", "--pid", "1", "--funcs", WORK, "--budget-window", "500ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1s"), "{out:?}");
 }
 
 /// A --max-overhead over 100 % is one line and exit 3.

@@ -117,8 +117,8 @@ pub struct AttachArgs {
     /// Stop counting a function called more than N times per second (0: never)
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_rate: u64,
-    /// Keep the probes' estimated cost under PCT % of the target's CPU time (of one CPU without
-    /// --pid): each function's RET probes are attached for a share of every 5 s window, sized from
+    /// Keep the probes' estimated cost under PCT % of each traced process's CPU time: each
+    /// function's RET probes are attached for a share of every 30 s window, sized from
     /// the per-hit cost and its call rate, and its latency is reported with that `sampled_fraction`;
     /// counts stay exact. 0 keeps every RET probe attached (every call timed)
     #[arg(long, value_name = "PCT", default_value_t = budget::DEFAULT_MAX_OVERHEAD)]
@@ -126,6 +126,12 @@ pub struct AttachArgs {
     /// Same as --max-overhead 0: every RET probe stays attached and every call is timed
     #[arg(long)]
     no_budget: bool,
+    /// The budget's rotation window: each function's RET probes are attached for its share of
+    /// every window (in the first, every share starts at attach). Each start and end of a share
+    /// writes breakpoints into the running target, which costs it too: shorter windows cost the
+    /// target more (docs/benchmarks.md) but spread the timed calls more evenly
+    #[arg(long, value_name = "DUR", value_parser = parse_window, default_value = "30s")]
+    budget_window: Duration,
     /// How probes are tied to ktrace: `multi` (uprobe_multi links, Linux >= 6.6: attach and detach
     /// in one call each), `perf` (one perf_event per site), or `auto` (multi where the kernel has it)
     #[arg(long, value_enum, value_name = "KIND", default_value_t = Links::Auto)]
@@ -346,7 +352,15 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     announce(args, &procs, &setup, binary, cost, filter.as_ref());
     let first_pid = procs.first().and_then(|p| p.pid);
     if let Some(m) = &metrics {
-        let tracked = |id| procs.first().and_then(Proc::session).is_none_or(|s| s.is_tracked(id));
+        // What every session places (the same for each process), known
+        // even before a process is found.
+        let tracked = |id: u32| {
+            setup.traced.get(id as usize).is_some_and(|t| {
+                !args.count_only
+                    && (args.bare || t.config.flags & tracer_common::CFG_TRACK != 0)
+                    && !t.plan.rets.is_empty()
+            })
+        };
         let (target, functions) = metrics::describe(&setup, binary, first_pid, tracked);
         m.describe(target, functions);
     }
@@ -358,6 +372,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let captures = setup.captures();
     let mut state = Loop::new(procs, &setup.traced, &captures, cost, mono_start, writer.as_mut());
     state.began = began;
+    state.window = args.budget_window;
     state.tagged = tagged;
     state.live = std::io::stderr().is_terminal() && !args.json;
     state.metrics = metrics.as_ref();
@@ -456,6 +471,15 @@ fn request_root_captures(
 
 /// What a request root captures by default.
 const REQUEST_FIELDS: &str = "r.Method,r.URL.Path";
+
+/// Parses `--budget-window`: a duration of at least one second.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s}: the window must be at least 1s"));
+    }
+    Ok(d)
+}
 
 /// Listens on `--serve-metrics` and says where (the real port when 0 was asked).
 fn serve_metrics(addr: SocketAddr) -> Result<Metrics, Error> {

@@ -178,13 +178,13 @@ impl Proc {
     }
 
     /// Attaches or removes each function's RET probes as the budget's
-    /// rotation says.
-    fn rotate(&mut self) -> Result<(), Error> {
+    /// rotation, in windows of `window`, says.
+    fn rotate(&mut self, window: Duration) -> Result<(), Error> {
         let Some(session) = self.session.as_mut() else { return Ok(()) };
         let t = self.began.elapsed();
         for (i, &share) in self.shares.iter().enumerate() {
             if session.is_tracked(i as u32) {
-                session.set_returns(i as u32, budget::on_at(i, share, t))?;
+                session.set_returns(i as u32, budget::on_at(i, share, t, window))?;
             }
         }
         Ok(())
@@ -221,6 +221,8 @@ pub(super) struct Loop<'a> {
     pub(super) began: Instant,
     /// Ticks so far.
     ticks: u64,
+    /// The budget's rotation window (`--budget-window`).
+    pub(super) window: Duration,
 }
 
 impl<'a> Loop<'a> {
@@ -246,6 +248,7 @@ impl<'a> Loop<'a> {
             finder: None,
             began: Instant::now(),
             ticks: 0,
+            window: budget::WINDOW,
         }
     }
 
@@ -351,7 +354,7 @@ impl<'a> Loop<'a> {
             }
             // Putting RET probes back fails once the target is gone: that
             // closes it, with its figures so far.
-            let rotated = self.procs[i].rotate();
+            let rotated = self.procs[i].rotate(self.window);
             self.drain(i, DRAIN_BUDGET);
             if self.procs[i].gone() {
                 self.drain(i, Duration::from_secs(1));
