@@ -233,14 +233,22 @@ pub fn scan(file: FileId, path: Option<&Path>) -> Vec<Seen> {
             if id == file {
                 return Some(Seen::Runs(pid));
             }
+            // Only a process of ktrace's own mount namespace names the same
+            // file by that path: a container's /usr/local/bin is another.
             let (exe, _) = exe_path(pid).ok()?;
-            (Some(exe.as_path()) == path).then_some(Seen::Replaced(pid))
+            (Some(exe.as_path()) == path && same_mount_namespace(pid)).then_some(Seen::Replaced(pid))
         })
         .collect();
     out.sort_by_key(|s| match s {
         Seen::Runs(p) | Seen::Replaced(p) => *p,
     });
     out
+}
+
+/// Whether process `pid` sees the same mount namespace as ktrace.
+fn same_mount_namespace(pid: u32) -> bool {
+    let ns = |p: &str| std::fs::metadata(format!("/proc/{p}/ns/mnt")).map(|m| (m.dev(), m.ino())).ok();
+    ns(&pid.to_string()).is_some_and(|theirs| ns("self") == Some(theirs))
 }
 
 /// When process `pid` started, in clock ticks after boot (field 22 of

@@ -313,10 +313,23 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
         let path = args.target.binary.as_deref().and_then(|p| std::fs::canonicalize(p).ok());
         let mut known = std::collections::HashSet::new();
         let mut warned = std::collections::HashSet::new();
-        for (pid, _) in find_new(file, path.as_deref(), &mut known, &mut warned) {
-            procs.push(attach_one(pid, Duration::ZERO)?);
-        }
         let shown = args.target.binary.clone().unwrap_or_default();
+        // One that cannot be traced (it exited meanwhile) is said and
+        // skipped, as later ones are; if none can, the first error is the
+        // session's.
+        let mut first_error = None;
+        for (pid, _) in find_new(file, path.as_deref(), &mut known, &mut warned) {
+            match attach_one(pid, Duration::ZERO) {
+                Ok(p) => procs.push(p),
+                Err(e) => {
+                    eprintln!("ktrace: warning: PID {pid} runs {}, but was not traced: {e}", shown.display());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let (true, Some(e)) = (procs.is_empty(), first_error) {
+            return Err(e);
+        }
         if procs.is_empty() {
             eprintln!("ktrace: no process runs {} yet; waiting for one", shown.display());
         }
