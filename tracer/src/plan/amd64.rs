@@ -54,14 +54,7 @@ impl Arch for Amd64 {
     fn decode(&self, function: &Function, code: &[u8]) -> Result<Vec<Insn>, PlanError> {
         Ok(decode_all(function, code)?
             .iter()
-            .map(|i| Insn {
-                addr: i.ip(),
-                is_ret: i.mnemonic() == Mnemonic::Ret,
-                emulated: kernel_emulates(i),
-                calls: (i.flow_control() == FlowControl::Call
-                    && matches!(i.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64))
-                .then(|| i.near_branch_target()),
-            })
+            .map(|i| Insn { addr: i.ip(), is_ret: i.mnemonic() == Mnemonic::Ret, emulated: kernel_emulates(i) })
             .collect())
     }
 

@@ -21,8 +21,6 @@ pub struct Insn {
     pub is_ret: bool,
     /// True when the kernel emulates it (see [`Site::emulated`]).
     pub emulated: bool,
-    /// The target of a direct call, when it is one.
-    pub calls: Option<u64>,
 }
 
 impl Insn {
