@@ -271,7 +271,7 @@ pub fn check_one_file(pids: &[u32]) -> Result<(), TargetError> {
         if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(TargetError::NoProcess(pid));
         }
-        if pid == first || pids.iter().filter(|&&p| p == pid).count() > 1 {
+        if pids.iter().filter(|&&p| p == pid).count() > 1 {
             return Err(TargetError::Mismatch(format!("PID {pid} is given twice")));
         }
         if exe_id(pid)? != file {

@@ -6,8 +6,9 @@ use std::{io::Write, time::Duration};
 use analyzer::summary::{LatencyNs, Summary};
 
 /// One function's line.
-pub struct Row<'a> {
-    pub symbol: &'a str,
+pub struct Row {
+    /// The function's name, with `[PID] ` before it when several processes are traced.
+    pub symbol: String,
     pub calls: u64,
     pub rate: f64,
     pub errors: Option<u64>,
@@ -121,7 +122,7 @@ mod tests {
     #[test]
     fn draw_then_clear_moves_back_over_the_table() {
         let rows = [Row {
-            symbol: "main.f",
+            symbol: "main.f".into(),
             calls: 3,
             rate: 1.5,
             errors: Some(1),

@@ -518,7 +518,6 @@ impl<'a> Loop<'a> {
             self.write_error.get_or_insert(e);
         }
         if self.live {
-            let rows: Vec<live::Row> = rows.iter().map(OwnedRow::row).collect();
             live::draw(&mut std::io::stderr(), &rows, overhead, shift);
         }
         Ok(())
@@ -604,12 +603,12 @@ impl<'a> Loop<'a> {
     }
 
     /// Process `i`'s lines of the live table.
-    fn rows(&self, i: usize, counts: &[FunctionCounts], rates: Option<&Rates>) -> Vec<OwnedRow> {
+    fn rows(&self, i: usize, counts: &[FunctionCounts], rates: Option<&Rates>) -> Vec<live::Row> {
         let p = &self.procs[i];
         counts
             .iter()
             .enumerate()
-            .map(|(f, c)| OwnedRow {
+            .map(|(f, c)| live::Row {
                 symbol: match p.pid {
                     Some(pid) if self.tagged => format!("[{pid}] {}", c.symbol),
                     _ => c.symbol.clone(),
@@ -622,31 +621,6 @@ impl<'a> Loop<'a> {
                 detached: p.detached[f].is_some() || p.session.is_none(),
             })
             .collect()
-    }
-}
-
-/// A live table line with its own symbol text.
-struct OwnedRow {
-    symbol: String,
-    calls: u64,
-    rate: f64,
-    errors: Option<u64>,
-    latency: Option<analyzer::summary::LatencyNs>,
-    timed: Option<f64>,
-    detached: bool,
-}
-
-impl OwnedRow {
-    fn row(&self) -> live::Row<'_> {
-        live::Row {
-            symbol: &self.symbol,
-            calls: self.calls,
-            rate: self.rate,
-            errors: self.errors,
-            latency: self.latency,
-            timed: self.timed,
-            detached: self.detached,
-        }
     }
 }
 
