@@ -559,13 +559,16 @@ impl<'a> Loop<'a> {
                 c.filter || !c.fields.is_empty() || self.traced[f].groups.iter().any(|g| g == "request")
             })
             .collect();
-        let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &pinned);
+        let least: Vec<f64> = tracked.iter().map(|&f| budget::least_share(rates.calls[f], self.window)).collect();
+        let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &least, &pinned);
         for (k, &f) in tracked.iter().enumerate() {
             p.shares[f] = shares[k];
         }
         if over && !p.over_budget {
             eprintln!(
-                "ktrace: warning: {}even {:.0}% of the time with RET probes for every called function costs more than --max-overhead {pct}%; latency stays sampled at that minimum",
+                "ktrace: warning: {}even the least share of the time with RET probes for every called function \
+                 ({:.0}%, less for functions called often) costs more than --max-overhead {pct}%; latency stays \
+                 sampled at that minimum",
                 p.pid.filter(|_| self.tagged).map_or_else(String::new, |pid| format!("PID {pid}: ")),
                 budget::MIN_FRACTION * 100.0
             );
