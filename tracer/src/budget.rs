@@ -6,10 +6,9 @@
 //! rest, the shares sized from the per-hit cost measured at start and each
 //! function's call rate, so the probes' cost stays under `--max-overhead` %
 //! of the target's own CPU time. Every called function keeps at least its
-//! [`least_share`] of each window: [`MIN_FRACTION`], or less for a function
-//! called so often that a smaller slice still times
-//! [`TIMED_CALLS_PER_WINDOW`] of its calls; none loses its latency
-//! silently. The share a function actually got is reported with its
+//! [`least_share`] of each window, which times [`TIMED_CALLS_PER_WINDOW`]
+//! of its calls (every call of a function called less often); none loses
+//! its latency silently. The share a function actually got is reported with its
 //! latency as `sampled_fraction`.
 
 use std::time::Duration;
@@ -23,15 +22,16 @@ use std::time::Duration;
 /// rotating, latency mode cost about 80 µs per request more than counting
 /// with 5 s windows, and about 20 µs with 30 s (docs/benchmarks.md).
 pub const WINDOW: Duration = Duration::from_secs(30);
-/// The least share a called function gets: 600 ms of every window. A
-/// function called often gets less (see [`least_share`]).
-pub const MIN_FRACTION: f64 = 0.02;
-/// Calls of a function its least share should time in each window: enough
-/// for its percentiles. At kube-apiserver's 2,000–3,000 GETs a second, 2 %
-/// of a 30 s window timed over a thousand calls of each of the ~30
-/// functions a GET crosses, and their single-stepped RETs cost more than
-/// the rest of latency mode.
-pub const TIMED_CALLS_PER_WINDOW: f64 = 200.0;
+/// Calls of a function its least share times in each window: enough for
+/// its percentiles. A function called less often than that keeps its RET
+/// probes all the time: it costs little (at most about 3 calls a second,
+/// some 30 µs of CPU a second at a single-step's cost), every call of it
+/// is timed, and its probes are not placed and removed again each time its
+/// rate moves between none and a few. A function called often needs a
+/// smaller share: at kube-apiserver's 2,000–3,000 GETs a second, a flat 2 %
+/// of a 30 s window (the rule until then) timed over a thousand calls of
+/// each of the ~30 functions a GET crosses.
+pub const TIMED_CALLS_PER_WINDOW: f64 = 100.0;
 /// The shortest slice: rotation is checked every 50 ms, so a shorter slice
 /// could fall between two checks and time nothing.
 pub const MIN_SLICE: Duration = Duration::from_millis(150);
@@ -42,16 +42,16 @@ const FULL: f64 = 0.999;
 pub const DEFAULT_MAX_OVERHEAD: f64 = 4.0;
 
 /// The least share of a window for a function called `rate` times a
-/// second: [`MIN_FRACTION`], or the share that times
-/// [`TIMED_CALLS_PER_WINDOW`] of its calls when that is smaller, but never a
-/// slice shorter than [`MIN_SLICE`].
+/// second: the share that times [`TIMED_CALLS_PER_WINDOW`] of its calls
+/// (all of the window for a function called less often), but never a slice
+/// shorter than [`MIN_SLICE`].
 pub fn least_share(rate: f64, window: Duration) -> f64 {
     let secs = window.as_secs_f64().max(1e-3);
-    let shortest = (MIN_SLICE.as_secs_f64() / secs).min(MIN_FRACTION);
-    if rate.is_nan() || rate <= 0.0 {
-        return MIN_FRACTION;
+    let shortest = (MIN_SLICE.as_secs_f64() / secs).min(1.0);
+    if rate.is_nan() || rate * secs <= TIMED_CALLS_PER_WINDOW {
+        return 1.0;
     }
-    (TIMED_CALLS_PER_WINDOW / (rate * secs)).clamp(shortest, MIN_FRACTION)
+    (TIMED_CALLS_PER_WINDOW / (rate * secs)).max(shortest)
 }
 
 /// Shares of each window, from what each function's RET probes would cost if
@@ -61,7 +61,7 @@ pub fn least_share(rate: f64, window: Duration) -> f64 {
 /// their RETs end the kept calls), and their cost comes off the budget
 /// first. Cheap functions get all they need; the budget left is split
 /// evenly among the rest (water-filling), never below each one's least
-/// share `least[i]` (see [`least_share`]; [`MIN_FRACTION`] where missing).
+/// share `least[i]` (see [`least_share`]; all of the window where missing).
 /// Returns the shares and whether the least shares alone exceed the
 /// budget.
 pub fn allocate(budget_ns: f64, costs: &[f64], least: &[f64], pinned: &[bool]) -> (Vec<f64>, bool) {
@@ -81,7 +81,7 @@ pub fn allocate(budget_ns: f64, costs: &[f64], least: &[f64], pinned: &[bool]) -
     for (k, &i) in open.iter().enumerate() {
         let share_of_budget = left.max(0.0) / (n - k) as f64;
         let mut f = (share_of_budget / costs[i]).min(1.0);
-        let floor = least.get(i).copied().unwrap_or(MIN_FRACTION);
+        let floor = least.get(i).copied().unwrap_or(1.0);
         if f < floor {
             f = floor;
             over = true;
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn cheap_functions_keep_every_ret_and_the_budget_is_shared() {
         // Budget 1000 ns/s; costs 10, 100, 5000, 20000.
-        let (shares, over) = allocate(1000.0, &[10.0, 100.0, 5000.0, 20000.0], &[MIN_FRACTION; 4], &[false; 4]);
+        let (shares, over) = allocate(1000.0, &[10.0, 100.0, 5000.0, 20000.0], &[0.02; 4], &[false; 4]);
         assert_eq!(&shares[..2], &[1.0, 1.0]);
         assert!(!over);
         // 890 left for two: 445 each.
@@ -157,41 +157,44 @@ mod tests {
 
     #[test]
     fn an_uncalled_function_costs_nothing_and_keeps_its_rets() {
-        let (shares, _) = allocate(0.0, &[0.0, 50.0], &[MIN_FRACTION; 2], &[false, false]);
+        let (shares, _) = allocate(0.0, &[0.0, 50.0], &[0.02; 2], &[false, false]);
         assert_eq!(shares[0], 1.0);
-        assert_eq!(shares[1], MIN_FRACTION);
+        assert_eq!(shares[1], 0.02);
     }
 
     #[test]
     fn no_called_function_goes_below_the_minimum_and_that_is_reported() {
-        let (shares, over) = allocate(10.0, &[1e6, 2e6, 3e6], &[MIN_FRACTION; 3], &[false; 3]);
-        assert!(shares.iter().all(|&f| f == MIN_FRACTION), "{shares:?}");
+        let (shares, over) = allocate(10.0, &[1e6, 2e6, 3e6], &[0.02; 3], &[false; 3]);
+        assert!(shares.iter().all(|&f| f == 0.02), "{shares:?}");
         assert!(over);
     }
 
     #[test]
     fn a_function_called_often_has_a_smaller_least_share_but_never_a_slice_under_the_shortest() {
-        // Called 10/s: 200 calls need 2/3 of a 30 s window, so 2 % it is.
-        assert_eq!(least_share(10.0, WINDOW), MIN_FRACTION);
-        // Called 1,000/s: 200 calls in 0.2 s, 0.67 % of the window.
-        assert!((least_share(1000.0, WINDOW) - 200.0 / 30_000.0).abs() < 1e-12);
-        // Called 100,000/s: 2 ms would do, but the slice stays 150 ms.
-        assert!((least_share(1e5, WINDOW) - 0.15 / 30.0).abs() < 1e-12);
-        // A 1 s window: 150 ms is 15 %, more than the usual least share.
-        assert_eq!(least_share(1e5, Duration::from_secs(1)), MIN_FRACTION);
-        assert_eq!(least_share(0.0, WINDOW), MIN_FRACTION);
-        assert_eq!(least_share(f64::NAN, WINDOW), MIN_FRACTION);
-        // Below the 2 % the others keep, and reported as over budget.
-        let least = [least_share(5.0, WINDOW), least_share(3000.0, WINDOW)];
-        let (shares, over) = allocate(1.0, &[5.0 * 10_000.0, 3000.0 * 10_000.0], &least, &[false; 2]);
+        // Called 3/s: 90 calls a 30 s window, fewer than 100: every one timed.
+        assert_eq!(least_share(3.0, WINDOW), 1.0);
+        assert_eq!(least_share(0.0, WINDOW), 1.0);
+        assert_eq!(least_share(f64::NAN, WINDOW), 1.0);
+        // Called 10/s: 100 of its 300 calls.
+        assert!((least_share(10.0, WINDOW) - 1.0 / 3.0).abs() < 1e-12);
+        // Called 100/s: 100 calls in 1 s, 3.3 % of the window.
+        assert!((least_share(100.0, WINDOW) - 1.0 / 30.0).abs() < 1e-12);
+        // Called 3,000/s: 33 ms would do, but the slice stays 150 ms.
+        assert!((least_share(3000.0, WINDOW) - 0.15 / 30.0).abs() < 1e-12);
+        // A 1 s window: 150 ms is 15 %.
+        assert!((least_share(1e5, Duration::from_secs(1)) - 0.15).abs() < 1e-12);
+        // Under a budget the least shares alone exceed, the rare function
+        // keeps every RET and the hot one gets its least share.
+        let least = [least_share(2.0, WINDOW), least_share(3000.0, WINDOW)];
+        let (shares, over) = allocate(1.0, &[2.0 * 10_000.0, 3000.0 * 10_000.0], &least, &[false; 2]);
         assert!(over);
-        assert_eq!(shares[0], MIN_FRACTION);
-        assert!(shares[1] < MIN_FRACTION && (shares[1] - 0.15 / 30.0).abs() < 1e-12, "{shares:?}");
+        assert_eq!(shares[0], 1.0);
+        assert!((shares[1] - 0.15 / 30.0).abs() < 1e-12, "{shares:?}");
     }
 
     #[test]
     fn pinned_functions_keep_their_rets_and_pay_first() {
-        let (shares, _) = allocate(1000.0, &[900.0, 1000.0], &[MIN_FRACTION; 2], &[true, false]);
+        let (shares, _) = allocate(1000.0, &[900.0, 1000.0], &[0.02; 2], &[true, false]);
         assert_eq!(shares[0], 1.0);
         assert!((shares[1] - 0.1).abs() < 1e-9, "{shares:?}");
     }

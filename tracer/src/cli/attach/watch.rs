@@ -566,11 +566,12 @@ impl<'a> Loop<'a> {
         }
         if over && !p.over_budget {
             eprintln!(
-                "ktrace: warning: {}even the least share of the time with RET probes for every called function \
-                 ({:.0}%, less for functions called often) costs more than --max-overhead {pct}%; latency stays \
-                 sampled at that minimum",
+                "ktrace: warning: {}even the least shares of the time with RET probes (each called function's \
+                 long enough to time {} of its calls per window, and at least {} ms) cost more than \
+                 --max-overhead {pct}%; latency stays sampled at that minimum",
                 p.pid.filter(|_| self.tagged).map_or_else(String::new, |pid| format!("PID {pid}: ")),
-                budget::MIN_FRACTION * 100.0
+                budget::TIMED_CALLS_PER_WINDOW,
+                budget::MIN_SLICE.as_millis(),
             );
         }
         p.over_budget = over;
