@@ -26,7 +26,7 @@
 //! after its frame gets its start time, and sent at once through their own
 //! ring buffer (`CAPTURES`) with the function, `g` and that start time;
 //! user space joins them to the call's event when the call returns. The
-//! frames do not grow (12 frames in every goroutine's entry of an LRU map
+//! frames do not grow (20 frames in every goroutine's entry of an LRU map
 //! would pay for 4 paths of 128 bytes each), and captures are never
 //! sampled: a full ring drops them, and counts the drop. The call event of
 //! a call whose values were sent is not sampled either, so the values

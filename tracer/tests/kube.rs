@@ -164,6 +164,31 @@ fn authn_authz_admission_see_an_ordinary_users_requests() {
     assert!(admit >= u64::from(spec.creates), "the admission chain ran {admit} times for {} creates", spec.creates);
 }
 
+/// An update runs admission inside the store's `GuaranteedUpdate`, on one
+/// goroutine, so with these four presets its innermost traced calls nest
+/// deeper than 12 (the old limit of calls in flight per goroutine): the
+/// webhook dispatchers' calls were counted and never timed. Every one of
+/// them must be timed now.
+#[test]
+fn updates_time_the_admission_nested_in_the_store() {
+    require_bpf();
+    let _one = serial();
+    let (_etcd, api) = start(KubeVariant::Release);
+    let trace = Trace::start(api.pid(), "storage,authn,authz,admission", &[]);
+    let spec = LoadSpec { creates: 6, updates: 40, concurrency: 4, ..Default::default() };
+    let report = api.load(&spec).expect("load as alice");
+    assert_eq!(report.errors, 0);
+    let (summary, stderr) = trace.finish();
+    assert!(!stderr.iter().any(|l| l.contains("nested deeper")), "calls left untimed: {stderr:?}");
+    let update = function(&summary, &format!("{STORE}.GuaranteedUpdate"));
+    assert!(update.calls >= u64::from(spec.updates), "{} GuaranteedUpdates", update.calls);
+    let dispatch =
+        function(&summary, "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating.(*mutatingDispatcher).Dispatch");
+    assert!(dispatch.calls >= u64::from(spec.updates), "{} dispatches for {} updates", dispatch.calls, spec.updates);
+    let l = dispatch.latency_ns.expect("the mutating webhook dispatcher is timed");
+    assert!(0 < l.p50 && l.p50 <= l.max, "{l:?}");
+}
+
 fn symbols(summary: &Summary) -> String {
     summary.functions.iter().map(|f| format!("{} ({})", f.symbol, f.calls)).collect::<Vec<_>>().join(", ")
 }

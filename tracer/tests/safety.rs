@@ -496,7 +496,7 @@ fn filter_keeps_every_call_nested_in_a_kept_one() {
 /// of times a millisecond (`ktracetest.Spin`, keys alternating `/spin/in`
 /// and `/spin/out`). Were an entry probe live before its function's RET
 /// probes, the calls in between would leave frames no RET pops; once a
-/// goroutine's 12 frames fill that way it is never timed again, and under
+/// goroutine's frames (`MAX_DEPTH`) fill that way it is never timed again, and under
 /// `--filter` a stale kept `Lookup` at the bottom would keep every later
 /// nested `Leaf`. Four attaches in a row: each must time its calls and keep
 /// at most two `Leaf`s per kept `Lookup`. Before RET probes were placed
