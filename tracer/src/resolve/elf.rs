@@ -327,7 +327,10 @@ impl Binary {
     /// list.
     pub fn functions_from(&self, source: Source) -> Result<Vec<Function>, ResolveError> {
         match source {
-            Source::Dwarf => Ok(self.dwarf()?.map(|d| d.functions().to_vec()).unwrap_or_default()),
+            Source::Dwarf => match self.dwarf()? {
+                Some(d) => d.functions_checked().map(<[Function]>::to_vec),
+                None => Ok(Vec::new()),
+            },
             Source::Symtab => Ok(self.symtab()?.map(|s| s.functions).unwrap_or_default()),
             Source::Pclntab => match self.pclntab {
                 Some(_) => self.pclntab_functions(self.symtab()?.as_ref()),
@@ -336,8 +339,9 @@ impl Binary {
         }
     }
 
-    /// The binary's DWARF, read in full; `Ok(None)` when it was stripped.
-    /// Each call reads it again, so keep the result.
+    /// The binary's DWARF, its sections decompressed and indexed (the rest
+    /// is read on demand); `Ok(None)` when it was stripped. Each call reads
+    /// it again, so keep the result.
     pub fn dwarf(&self) -> Result<Option<Dwarf>, ResolveError> {
         Dwarf::load(&self.path, &self.data)
     }

@@ -34,7 +34,7 @@ impl SymbolsFile {
             reason: "it has no DWARF (built with -w?)".into(),
         })?;
         let functions = binary.functions()?;
-        let dwarf_names = dwarf.functions().iter().map(|f| (f.entry, f.name.clone())).collect();
+        let dwarf_names = dwarf.functions_checked()?.iter().map(|f| (f.entry, f.name.clone())).collect();
         Ok(SymbolsFile { binary, dwarf, functions, dwarf_names })
     }
 
