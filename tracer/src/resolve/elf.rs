@@ -10,6 +10,7 @@ use std::{
     fs::File,
     ops::{Deref, Range},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use memmap2::Mmap;
@@ -29,7 +30,9 @@ use super::{
 /// An opened target binary.
 pub struct Binary {
     path: PathBuf,
-    data: Bytes,
+    /// Shared with the [`Dwarf`] read from it, which decompresses some
+    /// sections only when asked.
+    data: Arc<Bytes>,
     segments: Vec<Segment>,
     sections: Vec<Section>,
     /// File range from the `.gopclntab` header to the end of its section (or
@@ -73,7 +76,8 @@ impl Machine {
     }
 }
 
-enum Bytes {
+/// The file's bytes, mapped or (fuzzing) owned.
+pub(super) enum Bytes {
     Mapped(Mmap),
     Owned(Box<[u8]>),
 }
@@ -186,7 +190,7 @@ impl Binary {
         }
         let mut binary = Binary {
             path,
-            data,
+            data: Arc::new(data),
             segments,
             sections,
             pclntab: None,
@@ -211,7 +215,7 @@ impl Binary {
     /// tables would otherwise stay resident (about 100 MB). The mapping
     /// stays valid; a later read faults its pages back in from the file.
     pub fn release_pages(&self) {
-        if let Bytes::Mapped(m) = &self.data {
+        if let Bytes::Mapped(m) = &*self.data {
             // SAFETY: the mapping is private and read-only, so dropping its
             // pages loses nothing: they are read back from the file.
             // Advice only: an error changes nothing that matters.
@@ -343,7 +347,7 @@ impl Binary {
     /// is read on demand); `Ok(None)` when it was stripped. Each call reads
     /// it again, so keep the result.
     pub fn dwarf(&self) -> Result<Option<Dwarf>, ResolveError> {
-        Dwarf::load(&self.path, &self.data)
+        Dwarf::load(&self.path, Arc::clone(&self.data))
     }
 
     /// The function named exactly `name`. Lists every function, so callers

@@ -1,4 +1,4 @@
-//! Every function with code and every inlined call, read in one pass over
+//! Every function with code, or every inlined call, read in one pass over
 //! all units when first asked for (tests comparing DWARF with the pclntab,
 //! `--symbols` verification). Each unit's line table is read for the pass
 //! and dropped after it.
@@ -9,13 +9,6 @@ use gimli::Unit;
 
 use super::{R, code_range, global, inline, is_type_tag, lines::LineTable, reference, string};
 use crate::resolve::{Function, InlinedCall, Source};
-
-/// The functions, sorted by entry, and the inlined calls, sorted by caller
-/// then address.
-pub(super) struct Full {
-    pub(super) functions: Vec<Function>,
-    pub(super) inlined: Vec<InlinedCall>,
-}
 
 pub(super) struct RawSub {
     name: Option<String>,
@@ -32,6 +25,8 @@ struct Raw {
     /// Names of every subprogram, abstract ones included.
     sub_names: HashMap<u64, String>,
     subs: Vec<RawSub>,
+    /// Whether to read the inlined calls.
+    read_inlined: bool,
     inlined: Vec<inline::RawInlined>,
 }
 
@@ -42,14 +37,9 @@ enum Parent {
     Type { depth: isize },
 }
 
-pub(super) fn read(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<Full> {
-    let mut raw = Raw::default();
-    let mut headers = dwarf.units();
-    while let Some(header) = headers.next()? {
-        let unit = dwarf.unit(header)?;
-        let lines = LineTable::read(dwarf, &unit)?;
-        raw.read_unit(dwarf, &unit, &lines)?;
-    }
+/// The functions, sorted by entry.
+pub(super) fn functions(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<Vec<Function>> {
+    let raw = Raw::read(dwarf, false)?;
     let mut functions = Vec::new();
     for sub in &raw.subs {
         let Some(name) = sub.name.clone().or_else(|| raw.sub_names.get(&sub.origin?).cloned()) else { continue };
@@ -63,11 +53,27 @@ pub(super) fn read(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<Full> {
         });
     }
     functions.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
-    let inlined = inline::finish(&raw.inlined, &raw.subs, &raw.sub_names);
-    Ok(Full { functions, inlined })
+    Ok(functions)
+}
+
+/// The inlined calls, sorted by caller then address.
+pub(super) fn inlined_calls(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<Vec<InlinedCall>> {
+    let raw = Raw::read(dwarf, true)?;
+    Ok(inline::finish(&raw.inlined, &raw.subs, &raw.sub_names))
 }
 
 impl Raw {
+    fn read(dwarf: &gimli::Dwarf<R<'_>>, read_inlined: bool) -> gimli::Result<Raw> {
+        let mut raw = Raw { read_inlined, ..Raw::default() };
+        let mut headers = dwarf.units();
+        while let Some(header) = headers.next()? {
+            let unit = dwarf.unit(header)?;
+            let lines = LineTable::read(dwarf, &unit)?;
+            raw.read_unit(dwarf, &unit, &lines)?;
+        }
+        Ok(raw)
+    }
+
     fn read_unit(&mut self, dwarf: &gimli::Dwarf<R<'_>>, unit: &Unit<R<'_>>, lines: &LineTable) -> gimli::Result<()> {
         let mut parent = Parent::None;
         let mut cursor = unit.entries();
@@ -96,7 +102,7 @@ impl Raw {
                     });
                     parent = Parent::Sub { depth, index };
                 }
-                gimli::DW_TAG_inlined_subroutine => {
+                gimli::DW_TAG_inlined_subroutine if self.read_inlined => {
                     let Parent::Sub { index: Some(caller), .. } = &parent else { continue };
                     if let Some(i) = inline::read(dwarf, unit, die, *caller, lines)? {
                         self.inlined.push(i);

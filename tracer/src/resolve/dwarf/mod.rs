@@ -24,7 +24,7 @@ use std::{
     borrow::Cow,
     hash::{DefaultHasher, Hasher},
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 use gimli::{AttributeValue, DebuggingInformationEntry, DwAt, DwTag, EndianSlice, LittleEndian, SectionId, Unit};
@@ -36,10 +36,9 @@ mod inline;
 mod lines;
 
 use dies::Cx;
-use full::Full;
 use lines::LineTable;
 
-use super::{Function, InlinedCall, LineRange, ResolveError};
+use super::{Function, InlinedCall, LineRange, ResolveError, elf::Bytes};
 
 type R<'a> = EndianSlice<'a, LittleEndian>;
 
@@ -164,8 +163,15 @@ pub struct Param {
 pub struct Dwarf {
     /// For errors found after loading.
     path: PathBuf,
-    /// The decompressed sections ktrace reads (the others are left empty).
+    /// The decompressed sections the indexes and lookups read (the others
+    /// are left empty).
     sections: gimli::DwarfSections<Vec<u8>>,
+    /// The file, for the sections only [`Dwarf::functions`] and friends
+    /// read (line tables, range lists), decompressed on first use: about
+    /// 30 MB for kube-apiserver that a tracing run never needs. `None`
+    /// when the sections came from elsewhere (tests).
+    file: Option<(Arc<Bytes>, u64)>,
+    later: OnceLock<Result<Later, String>>,
     /// `.debug_info` offsets of the unit headers, ascending.
     units: Vec<u64>,
     /// Functions with code (named themselves or through their abstract
@@ -177,8 +183,10 @@ pub struct Dwarf {
     params: Vec<OnceLock<Box<[Param]>>>,
     /// Named type DIEs, by name hash.
     types: Index,
-    /// Every function and inlined call, read on first use.
-    full: OnceLock<Result<Full, String>>,
+    /// Every function, read on first use.
+    all_functions: OnceLock<Result<Vec<Function>, String>>,
+    /// Every inlined call, read on first use.
+    inlined: OnceLock<Result<Vec<InlinedCall>, String>>,
 }
 
 impl std::fmt::Debug for Dwarf {
@@ -215,19 +223,64 @@ fn hash(name: &str) -> u64 {
     h.finish()
 }
 
+/// The sections decompressed on first use; the indexes and lookups
+/// never read them.
+#[derive(Default)]
+struct Later {
+    debug_line: Vec<u8>,
+    debug_line_str: Vec<u8>,
+    debug_ranges: Vec<u8>,
+    debug_rnglists: Vec<u8>,
+}
+
 impl Dwarf {
+    /// Reads the sections loaded at first, without line tables.
     fn cx(&self) -> Cx<'_> {
-        Cx::new(self.sections.borrow(|s| EndianSlice::new(s, LittleEndian)), &self.units)
+        Cx::new(self.sections.borrow(|s| EndianSlice::new(s, LittleEndian)), &self.units, false)
     }
 
-    /// Every function and inlined call, read on the first call.
-    fn full(&self) -> Result<&Full, ResolveError> {
-        let full = self.full.get_or_init(|| full::read(&self.cx().dwarf).map_err(|e| e.to_string()));
-        full.as_ref().map_err(|reason| ResolveError::Corrupt {
-            path: self.path.clone(),
-            table: ".debug_info",
-            reason: reason.clone(),
-        })
+    /// Reads every section, decompressing the [`Later`] ones on first use.
+    fn cx_lines(&self) -> Result<Cx<'_>, ResolveError> {
+        let later = self.later.get_or_init(|| {
+            let Some((file, limit)) = &self.file else { return Ok(Later::default()) };
+            let file = object::File::parse(&***file).map_err(|e| format!("ELF: {e}"))?;
+            let section = |id| decompress(&file, id, *limit);
+            Ok(Later {
+                debug_line: section(SectionId::DebugLine)?,
+                debug_line_str: section(SectionId::DebugLineStr)?,
+                debug_ranges: section(SectionId::DebugRanges)?,
+                debug_rnglists: section(SectionId::DebugRngLists)?,
+            })
+        });
+        let later = later.as_ref().map_err(|reason| self.corrupt(reason))?;
+        let mut dwarf = self.sections.borrow(|s| EndianSlice::new(s, LittleEndian));
+        dwarf.debug_line = EndianSlice::new(&later.debug_line, LittleEndian).into();
+        dwarf.debug_line_str = EndianSlice::new(&later.debug_line_str, LittleEndian).into();
+        dwarf.ranges = gimli::RangeLists::new(
+            EndianSlice::new(&later.debug_ranges, LittleEndian).into(),
+            EndianSlice::new(&later.debug_rnglists, LittleEndian).into(),
+        );
+        Ok(Cx::new(dwarf, &self.units, true))
+    }
+
+    fn corrupt(&self, reason: &str) -> ResolveError {
+        ResolveError::Corrupt { path: self.path.clone(), table: ".debug_info", reason: reason.to_string() }
+    }
+
+    /// What `read` makes of all sections, read into `cell` on the first call.
+    fn once<'s, T>(
+        &'s self,
+        cell: &'s OnceLock<Result<T, String>>,
+        read: fn(&gimli::Dwarf<R<'_>>) -> gimli::Result<T>,
+    ) -> Result<&'s T, ResolveError> {
+        let value = cell.get_or_init(|| {
+            let cx = self.cx_lines().map_err(|e| match e {
+                ResolveError::Corrupt { reason, .. } => reason,
+                other => other.to_string(),
+            })?;
+            read(&cx.dwarf).map_err(|e| e.to_string())
+        });
+        value.as_ref().map_err(|reason| self.corrupt(reason))
     }
 
     /// Functions with code (`DW_TAG_subprogram` with `low_pc`), sorted by
@@ -235,12 +288,12 @@ impl Dwarf {
     /// Read in full on the first call; empty if that finds the DWARF
     /// corrupt (see [`Dwarf::functions_checked`]).
     pub fn functions(&self) -> &[Function] {
-        self.full().map_or(&[], |f| &f.functions)
+        self.functions_checked().unwrap_or_default()
     }
 
     /// [`Dwarf::functions`], or why they cannot be read.
     pub fn functions_checked(&self) -> Result<&[Function], ResolveError> {
-        self.full().map(|f| f.functions.as_slice())
+        self.once(&self.all_functions, full::functions).map(Vec::as_slice)
     }
 
     /// Parameters then results of the function named `symbol`, in
@@ -260,7 +313,10 @@ impl Dwarf {
             // ABI wrapper has its function's name but no parameters: take
             // the first that is not a wrapper, else the first.
             let chosen = match named.get(1..) {
-                Some([_, ..]) => named.iter().map(|n| n.1).find(|&o| !cx.is_wrapper(o)).unwrap_or(first),
+                Some([_, ..]) => match self.cx_lines() {
+                    Ok(mut lines) => named.iter().map(|n| n.1).find(|&o| !lines.is_wrapper(o)).unwrap_or(first),
+                    Err(_) => first,
+                },
                 _ => first,
             };
             cx.params_of(chosen)
@@ -283,10 +339,9 @@ impl Dwarf {
     /// Every `DW_TAG_inlined_subroutine` inside a function with code, sorted
     /// by caller then address: `addr` is the lowest address of its ranges,
     /// `file` is left unset (DWARF names the callee's file only through
-    /// its abstract origin's declaration). Read on the first call, with
-    /// [`Dwarf::functions`].
+    /// its abstract origin's declaration). Read on the first call.
     pub fn inlined_calls(&self) -> &[InlinedCall] {
-        self.full().map_or(&[], |f| &f.inlined)
+        self.once(&self.inlined, full::inlined_calls).map_or(&[], Vec::as_slice)
     }
 
     /// Runs of addresses the line programs attribute to lines of files for
@@ -298,7 +353,7 @@ impl Dwarf {
             let i = functions.partition_point(|f| f.entry <= addr);
             i.checked_sub(1).and_then(|i| functions.get(i)).filter(|f| addr < f.end).map(|f| f.entry)
         };
-        let cx = self.cx();
+        let Ok(cx) = self.cx_lines() else { return Vec::new() };
         let dwarf = &cx.dwarf;
         let mut out = Vec::new();
         let mut headers = dwarf.units();
@@ -402,9 +457,9 @@ impl Dwarf {
 
     /// Reads the DWARF of the ELF image `data`; `Ok(None)` when it has no
     /// `.debug_info` (e.g. built with `-w`).
-    pub(super) fn load(path: &Path, data: &[u8]) -> Result<Option<Dwarf>, ResolveError> {
+    pub(super) fn load(path: &Path, data: Arc<Bytes>) -> Result<Option<Dwarf>, ResolveError> {
         let corrupt = |reason: String| ResolveError::Corrupt { path: path.to_path_buf(), table: ".debug_info", reason };
-        let file = object::File::parse(data).map_err(|e| corrupt(format!("ELF: {e}")))?;
+        let file = object::File::parse(&**data).map_err(|e| corrupt(format!("ELF: {e}")))?;
         if file.section_by_name(".debug_info").is_none() {
             return Ok(None);
         }
@@ -413,19 +468,11 @@ impl Dwarf {
             if !NEEDED.contains(&id) {
                 return Ok(Vec::new());
             }
-            // object falls back to `.zdebug_*` by itself.
-            let Some(section) = file.section_by_name(id.name()) else { return Ok(Vec::new()) };
-            let compressed = section.compressed_data().map_err(|e| corrupt(format!("{}: {e}", id.name())))?;
-            if compressed.uncompressed_size > limit {
-                return Err(corrupt(format!(
-                    "{}: claims {} bytes uncompressed",
-                    id.name(),
-                    compressed.uncompressed_size
-                )));
-            }
-            compressed.decompress().map(Cow::into_owned).map_err(|e| corrupt(format!("{}: {e}", id.name())))
+            decompress(&file, id, limit).map_err(corrupt)
         })?;
-        Dwarf::from_sections(path, sections).map(Some).map_err(|e| corrupt(e.to_string()))
+        let mut dwarf = Dwarf::from_sections(path, sections).map_err(|e| corrupt(e.to_string()))?;
+        dwarf.file = Some((data, limit));
+        Ok(Some(dwarf))
     }
 
     /// Indexes `sections`: one pass over every DIE.
@@ -436,12 +483,13 @@ impl Dwarf {
         let mut named: Vec<(u64, u64)> = Vec::new();
         // Functions with code: offset, and their name's hash or their origin.
         let mut code: Vec<(u64, Result<u64, u64>)> = Vec::new();
+        let mut abbreviations = dies::Abbreviations::new();
         {
             let dwarf = sections.borrow(|s| EndianSlice::new(s, LittleEndian));
             let mut headers = dwarf.units();
             while let Some(header) = headers.next()? {
                 units.push(header.offset().0 as u64);
-                let unit = dwarf.unit(header)?;
+                let unit = dies::unit(&dwarf, header, false, &mut abbreviations)?;
                 let mut cursor = unit.entries();
                 while let Some(die) = cursor.next_dfs()? {
                     let tag = die.tag();
@@ -487,28 +535,40 @@ impl Dwarf {
         Ok(Dwarf {
             path: path.to_path_buf(),
             sections,
+            file: None,
+            later: OnceLock::new(),
             units,
             functions: Index(functions),
             params,
             types: Index(types),
-            full: OnceLock::new(),
+            all_functions: OnceLock::new(),
+            inlined: OnceLock::new(),
         })
     }
 }
 
-/// The sections read; the rest (location lists, macros, accelerator
-/// tables, type units) are never decompressed.
-const NEEDED: [SectionId; 9] = [
+/// The sections decompressed at load; the [`Later`] ones are on first
+/// use, the rest (location lists, macros, accelerator tables, type units)
+/// never.
+const NEEDED: [SectionId; 5] = [
     SectionId::DebugAbbrev,
     SectionId::DebugAddr,
     SectionId::DebugInfo,
-    SectionId::DebugLine,
-    SectionId::DebugLineStr,
     SectionId::DebugStr,
     SectionId::DebugStrOffsets,
-    SectionId::DebugRanges,
-    SectionId::DebugRngLists,
 ];
+
+/// Section `id` of `file`, decompressed (empty when absent); at most
+/// `limit` bytes.
+fn decompress(file: &object::File<'_>, id: SectionId, limit: u64) -> Result<Vec<u8>, String> {
+    // object falls back to `.zdebug_*` by itself.
+    let Some(section) = file.section_by_name(id.name()) else { return Ok(Vec::new()) };
+    let compressed = section.compressed_data().map_err(|e| format!("{}: {e}", id.name()))?;
+    if compressed.uncompressed_size > limit {
+        return Err(format!("{}: claims {} bytes uncompressed", id.name(), compressed.uncompressed_size));
+    }
+    compressed.decompress().map(Cow::into_owned).map_err(|e| format!("{}: {e}", id.name()))
+}
 
 /// Tags of the type DIEs ktrace models.
 fn is_type_tag(tag: DwTag) -> bool {
