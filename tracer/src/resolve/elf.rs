@@ -82,6 +82,23 @@ pub(super) enum Bytes {
     Owned(Box<[u8]>),
 }
 
+impl Bytes {
+    /// Lets the kernel drop the mapped pages of `len` bytes at `offset`
+    /// (and of the rest of their first and last pages), as
+    /// [`Binary::release_pages`] does for the whole file: for the
+    /// compressed DWARF sections once decompressed. Nothing for owned
+    /// bytes.
+    pub(super) fn release(&self, offset: usize, len: usize) {
+        if let Bytes::Mapped(m) = self {
+            // SAFETY: the mapping is private and read-only, so dropping its
+            // pages loses nothing: a later read faults them back in from
+            // the file. Advice only: an error (a range outside the map)
+            // changes nothing that matters.
+            let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        }
+    }
+}
+
 impl Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -470,6 +470,15 @@ impl Dwarf {
             }
             decompress(&file, id, limit).map_err(corrupt)
         })?;
+        // Their compressed bytes are not read again: do not keep them
+        // resident (about 11 MB for kube-apiserver).
+        for id in NEEDED {
+            let Some(section) = file.section_by_name(id.name()) else { continue };
+            let Ok(range) = section.compressed_file_range() else { continue };
+            if let (Ok(offset), Ok(len)) = (usize::try_from(range.offset), usize::try_from(range.compressed_size)) {
+                data.release(offset, len);
+            }
+        }
         let mut dwarf = Dwarf::from_sections(path, sections).map_err(|e| corrupt(e.to_string()))?;
         dwarf.file = Some((data, limit));
         Ok(Some(dwarf))
