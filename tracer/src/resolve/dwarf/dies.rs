@@ -286,6 +286,14 @@ impl<'a> Cx<'a> {
         name(&self.dwarf, unit, &die).map(Cow::into_owned)
     }
 
+    /// The entry address of the function with code at `offset`.
+    pub(super) fn entry(&mut self, offset: u64) -> Option<u64> {
+        let (start, at) = self.locate(offset)?;
+        let unit = self.parsed.get(&start)?;
+        let die = unit.entry(at).ok()?;
+        code_range(&self.dwarf, unit, &die).map(|(entry, _)| entry)
+    }
+
     /// Whether the function with code at `offset` is generated code (an
     /// ABI wrapper, which DWARF names like the function it wraps): its
     /// file, from the line table at its entry or else its declaration, is

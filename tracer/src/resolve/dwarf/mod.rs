@@ -183,6 +183,9 @@ pub struct Dwarf {
     params: Vec<OnceLock<Box<[Param]>>>,
     /// Named type DIEs, by name hash.
     types: Index,
+    /// (entry address, offset) of the functions in `functions`, sorted;
+    /// made on the first [`Dwarf::function_name_at`] call.
+    entries: OnceLock<Vec<(u64, u64)>>,
     /// Every function, read on first use.
     all_functions: OnceLock<Result<Vec<Function>, String>>,
     /// Every inlined call, read on first use.
@@ -294,6 +297,23 @@ impl Dwarf {
     /// [`Dwarf::functions`], or why they cannot be read.
     pub fn functions_checked(&self) -> Result<&[Function], ResolveError> {
         self.once(&self.all_functions, full::functions).map(Vec::as_slice)
+    }
+
+    /// The name of the function with code at `entry`, as
+    /// [`Dwarf::functions`] lists it (the greatest, when several start
+    /// there), without reading them all: the first call reads the entry of
+    /// each function of the index.
+    pub fn function_name_at(&self, entry: u64) -> Option<String> {
+        let mut cx = self.cx();
+        let entries = self.entries.get_or_init(|| {
+            let mut entries: Vec<(u64, u64)> =
+                self.functions.0.iter().filter_map(|&(_, o)| Some((cx.entry(o)?, o))).collect();
+            entries.sort_unstable();
+            entries
+        });
+        let start = entries.partition_point(|e| e.0 < entry);
+        let here = entries.get(start..).unwrap_or_default().iter().take_while(|e| e.0 == entry);
+        here.filter_map(|&(_, o)| cx.function_name(o)).max()
     }
 
     /// Parameters then results of the function named `symbol`, in
@@ -550,6 +570,7 @@ impl Dwarf {
             functions: Index(functions),
             params,
             types: Index(types),
+            entries: OnceLock::new(),
             all_functions: OnceLock::new(),
             inlined: OnceLock::new(),
         })
