@@ -1,7 +1,6 @@
 //! Every function with code, or every inlined call, read in one pass over
-//! all units when first asked for (tests comparing DWARF with the pclntab,
-//! `--symbols` verification). Each unit's line table is read for the pass
-//! and dropped after it.
+//! all units when first asked for (tests comparing DWARF with the pclntab).
+//! Each unit's line table is read for the pass and dropped after it.
 
 use std::collections::HashMap;
 

@@ -2,16 +2,18 @@
 //! offsets, read from the target binary's `.debug_*` sections (zlib
 //! compressed since Go 1.19, or `.zdebug_*` from older linkers).
 //!
-//! Loading decompresses the sections ktrace reads into buffers owned by
-//! [`Dwarf`], so callers hold no borrow of the file, and makes one pass over
-//! the DIEs for two small indexes: functions with code and named types, by
-//! a hash of their name. Everything else is read from the sections when
-//! asked: a function's parameters and their types on the first
-//! [`Dwarf::params`] call for it, one type level per [`Dwarf::type_shape`]
-//! call, and the full function list, inlined calls and line tables only
-//! when [`Dwarf::functions`] and friends are called (tests, `--symbols`).
-//! A run needs a few functions' types, not tables of every DIE (those
-//! peaked at several hundred MB for kube-apiserver).
+//! Loading decompresses `.debug_info` and the few small sections read with
+//! it into buffers owned by [`Dwarf`], so callers hold no borrow of the
+//! file, and makes one pass over the DIEs for two small indexes: functions
+//! with code and named types, by a hash of their name. Everything else is
+//! read from the sections when asked: a function's parameters and their
+//! types on the first [`Dwarf::params`] call for it, one type level per
+//! [`Dwarf::type_shape`] call. The line tables and range lists are
+//! decompressed, and the full function list, inlined calls and line ranges
+//! read, only when [`Dwarf::functions`] and friends are called (tests
+//! comparing DWARF with the pclntab). A run needs a few functions' types,
+//! not tables of every DIE (those peaked at several hundred MB for
+//! kube-apiserver).
 //!
 //! The input is hostile: decompression is size-capped, type resolution is
 //! depth- and node-bounded (Go's types are recursive through pointers and
