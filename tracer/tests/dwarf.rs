@@ -228,12 +228,15 @@ impl Rng {
 }
 
 /// What `--capture` asks of the types: each parameter's type by name, one
-/// level of it, and one level of each member; on mutated DWARF, only
-/// answers, never a panic or a hang.
-fn walk_field_types(d: &Dwarf) {
+/// level of it, and one level of each member, for functions named before
+/// anything else is read (`names`, from the unmutated DWARF), as a run
+/// does; then the lists read on first use. On mutated DWARF, only answers,
+/// never a panic or a hang.
+fn walk_field_types(d: &Dwarf, names: &[String]) {
     use tracer::plan::fields::{Shape, TypeSource};
-    for f in d.functions().iter().take(40) {
-        for p in d.params(&f.name).unwrap_or_default() {
+    let _ = d.struct_member_offset("runtime.g", "goid");
+    for name in names {
+        for p in d.params(name).unwrap_or_default() {
             let Some(id) = d.named(&p.type_name) else { continue };
             let target = match d.shape(&id) {
                 Shape::Pointer(Some(t)) => t,
@@ -241,11 +244,15 @@ fn walk_field_types(d: &Dwarf) {
             };
             if let Shape::Struct(members) = d.shape(&target) {
                 for ty in members.iter().filter_map(|(_, _, t)| t.as_ref()) {
-                    let _ = (d.shape(ty), d.name_of(ty));
+                    let _ = (d.shape(ty), d.name_of(ty), d.embedded(ty));
                 }
             }
         }
     }
+    for f in d.functions().iter().take(40) {
+        let _ = (d.params(&f.name), d.function_name_at(f.entry));
+    }
+    let _ = (d.inlined_calls().len(), d.line_ranges(&mut |_| true).len());
 }
 
 #[test]
@@ -253,12 +260,13 @@ fn mutated_dwarf_never_panics() {
     let f = fuzzable();
     let base = parse(f.image.clone()).unwrap().expect("rewritten image keeps its DWARF");
     assert!(!base.functions().is_empty());
+    let names: Vec<String> = base.functions().iter().take(40).map(|f| f.name.clone()).collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut ok, mut err) = (0, 0);
     let mut tally = |r: Result<Option<Dwarf>, ResolveError>| match r {
         Ok(d) => {
             ok += 1;
-            d.iter().for_each(walk_field_types);
+            d.iter().for_each(|d| walk_field_types(d, &names));
         }
         Err(_) => err += 1,
     };

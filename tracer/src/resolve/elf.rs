@@ -10,6 +10,7 @@ use std::{
     fs::File,
     ops::{Deref, Range},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use memmap2::Mmap;
@@ -29,7 +30,9 @@ use super::{
 /// An opened target binary.
 pub struct Binary {
     path: PathBuf,
-    data: Bytes,
+    /// Shared with the [`Dwarf`] read from it, which decompresses some
+    /// sections only when asked.
+    data: Arc<Bytes>,
     segments: Vec<Segment>,
     sections: Vec<Section>,
     /// File range from the `.gopclntab` header to the end of its section (or
@@ -73,9 +76,27 @@ impl Machine {
     }
 }
 
-enum Bytes {
+/// The file's bytes, mapped or (fuzzing) owned.
+pub(super) enum Bytes {
     Mapped(Mmap),
     Owned(Box<[u8]>),
+}
+
+impl Bytes {
+    /// Lets the kernel drop the mapped pages of `len` bytes at `offset`
+    /// (and of the rest of their first and last pages), as
+    /// [`Binary::release_pages`] does for the whole file: for the
+    /// compressed DWARF sections once decompressed. Nothing for owned
+    /// bytes.
+    pub(super) fn release(&self, offset: usize, len: usize) {
+        if let Bytes::Mapped(m) = self {
+            // SAFETY: the mapping is private and read-only, so dropping its
+            // pages loses nothing: a later read faults them back in from
+            // the file. Advice only: an error (a range outside the map)
+            // changes nothing that matters.
+            let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        }
+    }
 }
 
 impl Deref for Bytes {
@@ -186,7 +207,7 @@ impl Binary {
         }
         let mut binary = Binary {
             path,
-            data,
+            data: Arc::new(data),
             segments,
             sections,
             pclntab: None,
@@ -211,7 +232,7 @@ impl Binary {
     /// tables would otherwise stay resident (about 100 MB). The mapping
     /// stays valid; a later read faults its pages back in from the file.
     pub fn release_pages(&self) {
-        if let Bytes::Mapped(m) = &self.data {
+        if let Bytes::Mapped(m) = &*self.data {
             // SAFETY: the mapping is private and read-only, so dropping its
             // pages loses nothing: they are read back from the file.
             // Advice only: an error changes nothing that matters.
@@ -327,7 +348,10 @@ impl Binary {
     /// list.
     pub fn functions_from(&self, source: Source) -> Result<Vec<Function>, ResolveError> {
         match source {
-            Source::Dwarf => Ok(self.dwarf()?.map(|d| d.functions().to_vec()).unwrap_or_default()),
+            Source::Dwarf => match self.dwarf()? {
+                Some(d) => d.functions_checked().map(<[Function]>::to_vec),
+                None => Ok(Vec::new()),
+            },
             Source::Symtab => Ok(self.symtab()?.map(|s| s.functions).unwrap_or_default()),
             Source::Pclntab => match self.pclntab {
                 Some(_) => self.pclntab_functions(self.symtab()?.as_ref()),
@@ -336,10 +360,11 @@ impl Binary {
         }
     }
 
-    /// The binary's DWARF, read in full; `Ok(None)` when it was stripped.
-    /// Each call reads it again, so keep the result.
+    /// The binary's DWARF, its sections decompressed and indexed (the rest
+    /// is read on demand); `Ok(None)` when it was stripped. Each call reads
+    /// it again, so keep the result.
     pub fn dwarf(&self) -> Result<Option<Dwarf>, ResolveError> {
-        Dwarf::load(&self.path, &self.data)
+        Dwarf::load(&self.path, Arc::clone(&self.data))
     }
 
     /// The function named exactly `name`. Lists every function, so callers

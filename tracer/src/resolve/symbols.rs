@@ -9,7 +9,7 @@
 //! name, with identical bytes. Addresses and probe sites always come from
 //! the target itself; only DWARF types come from FILE.
 
-use std::{collections::HashMap, path::Path};
+use std::path::Path;
 
 use super::{Binary, Dwarf, Function, Param, ResolveError};
 use crate::spec::strip_type_args;
@@ -19,8 +19,6 @@ pub struct SymbolsFile {
     binary: Binary,
     dwarf: Dwarf,
     functions: Vec<Function>,
-    /// DWARF subprogram name by entry address.
-    dwarf_names: HashMap<u64, String>,
 }
 
 impl SymbolsFile {
@@ -34,8 +32,7 @@ impl SymbolsFile {
             reason: "it has no DWARF (built with -w?)".into(),
         })?;
         let functions = binary.functions()?;
-        let dwarf_names = dwarf.functions().iter().map(|f| (f.entry, f.name.clone())).collect();
-        Ok(SymbolsFile { binary, dwarf, functions, dwarf_names })
+        Ok(SymbolsFile { binary, dwarf, functions })
     }
 
     /// The file.
@@ -91,7 +88,7 @@ impl SymbolsFile {
     /// Parameters then results of the target function `f`, from FILE's
     /// DWARF for the subprogram at the same entry.
     pub fn params(&self, f: &Function) -> Option<&[Param]> {
-        self.dwarf.params(self.dwarf_names.get(&f.entry)?)
+        self.dwarf.params(&self.dwarf.function_name_at(f.entry)?)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use gimli::{AttributeValue, DebuggingInformationEntry, Unit};
 
-use super::{R, RawSub, lines::LineTable, reference};
+use super::{R, full::RawSub, lines::LineTable, reference};
 use crate::resolve::InlinedCall;
 
 /// An inlined call before abstract origins are resolved to names.
