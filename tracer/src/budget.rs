@@ -54,6 +54,24 @@ pub fn least_share(rate: f64, window: Duration) -> f64 {
     (TIMED_CALLS_PER_WINDOW / (rate * secs)).max(shortest)
 }
 
+/// A function's call rate smoothed over about one `window`: the rate of the
+/// last `secs` seconds (`rate`) weighed into the previous smoothed rate
+/// (none at the first tick: the rate itself). A function called in a burst
+/// (twenty calls in one second, then none) is not sized as if it were
+/// called that often all the time, and its share does not swing with every
+/// second's count; a function that becomes hot reaches its rate within
+/// about a window.
+pub fn smoothed_rate(previous: Option<f64>, rate: f64, secs: f64, window: Duration) -> f64 {
+    let rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+    match previous {
+        None => rate,
+        Some(p) => {
+            let weight = 1.0 - (-secs.max(0.0) / window.as_secs_f64().max(1e-3)).exp();
+            p + (rate - p) * weight
+        }
+    }
+}
+
 /// Shares of each window, from what each function's RET probes would cost if
 /// always attached (`costs[i]`, ns of CPU per second) and the budget
 /// (`budget_ns`, ns of CPU per second) they must share. `pinned[i]`
@@ -190,6 +208,27 @@ mod tests {
         assert!(over);
         assert_eq!(shares[0], 1.0);
         assert!((shares[1] - 0.15 / 30.0).abs() < 1e-12, "{shares:?}");
+    }
+
+    #[test]
+    fn a_burst_is_smoothed_over_the_window_and_a_steady_rate_is_kept() {
+        // The first tick takes the rate as it is.
+        assert_eq!(smoothed_rate(None, 2500.0, 1.0, WINDOW), 2500.0);
+        assert_eq!(smoothed_rate(None, f64::NAN, 1.0, WINDOW), 0.0);
+        // Twenty calls in one second after none: well under 100 a window,
+        // so every RET stays.
+        let burst = smoothed_rate(Some(0.0), 20.0, 1.0, WINDOW);
+        assert!(burst < 1.0 && burst > 0.5, "{burst}");
+        assert_eq!(least_share(burst, WINDOW), 1.0);
+        // A steady rate stays where it is.
+        assert!((smoothed_rate(Some(2500.0), 2500.0, 1.0, WINDOW) - 2500.0).abs() < 1e-9);
+        // A function that becomes hot gets most of the way in a window.
+        let mut r = Some(0.0);
+        for _ in 0..30 {
+            r = Some(smoothed_rate(r, 1000.0, 1.0, WINDOW));
+        }
+        let r = r.unwrap();
+        assert!(r > 600.0 && r < 700.0, "{r}");
     }
 
     #[test]

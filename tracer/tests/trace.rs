@@ -249,17 +249,19 @@ fn find_row<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::
     }
 }
 
-/// --max-overhead keeps the estimate under budget by rotating RET probes:
-/// the function keeps exact counts and reports the share of the time it was
-/// timed. After SIGTERM every site's text equals the file again.
+/// Under a budget no function can meet, one called in a few bursts (31
+/// creates) is still timed at every call: its least share is all of the
+/// window, since it makes fewer than 100 calls a window (the hot loop of
+/// tests/budget.rs is the one whose RETs rotate). Counts stay exact, and
+/// after SIGTERM every site's text equals the file again.
 #[test]
-fn max_overhead_rotates_ret_probes_and_keeps_counts() {
+fn max_overhead_keeps_every_ret_of_a_rarely_called_function() {
     require_bpf();
     let etcd = Etcd::start().expect("start etcd");
     let api = Apiserver::start(Variant::Optimized, &etcd).expect("start the target");
     let create = format!("{STORE}.Create");
     let sites = sites(api.binary(), &create);
-    // A budget no traced function can meet: the RET probes rotate at the minimum share.
+    // A budget no traced function can meet.
     let trace = Trace::start(api.pid(), &create, &["--max-overhead", "0.0001"]);
     let warm = LoadSpec { namespace: "budget-warm".into(), creates: 20, concurrency: 4, ..Default::default() };
     assert_eq!(api.load(&warm).unwrap().errors, 0);
@@ -274,11 +276,14 @@ fn max_overhead_rotates_ret_probes_and_keeps_counts() {
     assert!(out.status.success(), "{stderr:?}");
     let summary: analyzer::summary::Summary = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        stderr.iter().any(|l| l.contains("sampled under the overhead budget") && l.contains(&create)),
+        !stderr.iter().any(|l| l.contains("sampled under the overhead budget") && l.contains(&create)),
         "{stderr:?}"
     );
-    let fraction = common::function(&summary, &create).sampled_fraction.expect("a share");
-    assert!(fraction < 1.0, "{fraction}");
+    let f = common::function(&summary, &create);
+    assert_eq!(f.sampled_fraction, Some(1.0), "{stderr:?}");
+    let latency = f.latency_ns.expect("every create timed");
+    // Each create waits for etcd: 31 of them sum to at least 31 × 1 ms.
+    assert!(latency.p50 > 0 && latency.sum >= 31_000_000, "{latency:?}");
     assert!(stderr.iter().any(|l| l.contains("terminated")), "{stderr:?}");
     assert_eq!(calls(&summary, &create), 31, "counting goes on without the RET probes");
     text_restored(api.pid(), &sites).unwrap();

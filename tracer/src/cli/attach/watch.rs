@@ -69,6 +69,9 @@ pub(super) struct Proc {
     sample_shift: u32,
     /// Each function's share of every budget window (1.0: RETs stay on).
     shares: Vec<f64>,
+    /// Each function's call rate, smoothed over about a window (see
+    /// [`budget::smoothed_rate`]), from which its least share is sized.
+    smoothed: Vec<Option<f64>>,
     /// When it was attached, for the rotation.
     began: Instant,
     /// Its CPU time at the previous tick.
@@ -113,6 +116,7 @@ impl Proc {
             last: None,
             sample_shift: 0,
             shares: vec![1.0; functions],
+            smoothed: vec![None; functions],
             began: Instant::now(),
             last_cpu: None,
             over_budget: false,
@@ -559,7 +563,12 @@ impl<'a> Loop<'a> {
                 c.filter || !c.fields.is_empty() || self.traced[f].groups.iter().any(|g| g == "request")
             })
             .collect();
-        let least: Vec<f64> = tracked.iter().map(|&f| budget::least_share(rates.calls[f], self.window)).collect();
+        for (f, smoothed) in p.smoothed.iter_mut().enumerate() {
+            let rate = rates.calls.get(f).copied().unwrap_or(0.0);
+            *smoothed = Some(budget::smoothed_rate(*smoothed, rate, rates.secs, self.window));
+        }
+        let least: Vec<f64> =
+            tracked.iter().map(|&f| budget::least_share(p.smoothed[f].unwrap_or(0.0), self.window)).collect();
         let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &least, &pinned);
         for (k, &f) in tracked.iter().enumerate() {
             p.shares[f] = shares[k];
