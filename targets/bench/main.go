@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"syscall"
 	"time"
@@ -68,7 +69,13 @@ func slow(d time.Duration) uint64 {
 func main() {
 	rounds := flag.Int("rounds", 0, "stop after this many rounds (0: run until killed)")
 	slowFor := flag.Duration("slow", 0, "instead, call main.slow, which sleeps this long, back to back on one goroutine")
+	onSignal := flag.Bool("start-on-usr1", false, "make no call until SIGUSR1 arrives")
 	flag.Parse()
+	if *onSignal {
+		start := make(chan os.Signal, 1)
+		signal.Notify(start, syscall.SIGUSR1)
+		<-start
+	}
 	if *slowFor > 0 {
 		for {
 			sink += slow(*slowFor)

@@ -506,6 +506,7 @@ impl GlobalStats {
         self.goexit_cleanups += other.goexit_cleanups;
         self.captures += other.captures;
         self.captures_dropped += other.captures_dropped;
+        self.over_allowance += other.over_allowance;
     }
 }
 
@@ -529,6 +530,10 @@ pub struct GlobalStats {
     pub captures: u64,
     /// `--capture` records lost because their ring buffer was full.
     pub captures_dropped: u64,
+    /// Timed calls of a function that had already used its allowance of
+    /// timed calls (see `ALLOWANCE` in the eBPF program); user space
+    /// removes that function's RET probes when this moves.
+    pub over_allowance: u64,
 }
 
 #[cfg(feature = "user")]

@@ -92,6 +92,19 @@ static CAPTURE_CONFIG: Array<CaptureConfig> = Array::with_max_entries(MAX_FUNCS,
 /// `--capture` values, one record per kept call of a function with paths.
 #[map]
 static CAPTURES: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
+/// Timed calls per function since attach. Shared by every CPU and
+/// incremented without an atomic: an increment lost to a race only lets a
+/// function time one call more before it meets its allowance.
+#[map]
+static TIMED: Array<u64> = Array::with_max_entries(MAX_FUNCS, 0);
+/// Per function, the `TIMED` count at which it has used its allowance of
+/// timed calls for the budget window (0: no allowance, under no budget).
+/// A function called far more often than when its share was sized (one
+/// idle at attach, then under load) would otherwise pay a single-step per
+/// call until the next plan; each timed call past the allowance bumps
+/// `over_allowance`, and user space removes its RET probes.
+#[map]
+static ALLOWANCE: Array<u64> = Array::with_max_entries(MAX_FUNCS, 0);
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
@@ -514,6 +527,7 @@ fn on_return(regs: &pt_regs, func: u32) {
     }
     let dur = now.saturating_sub(frame.start_ns);
     c.returns += 1;
+    count_timed(func);
     c.sum_ns += dur;
     if dur > c.max_ns {
         c.max_ns = dur;
@@ -538,6 +552,25 @@ fn on_return(regs: &pt_regs, func: u32) {
     stack.depth = depth as u32;
     if depth == 0 && stack.overflow == 0 {
         let _ = INFLIGHT.remove(g);
+    }
+}
+
+/// Counts a timed call of `func` against its allowance.
+#[inline(always)]
+fn count_timed(func: u32) {
+    let Some(timed) = TIMED.get_ptr_mut(func) else { return };
+    // SAFETY: a map value, valid while the program runs; see TIMED on races.
+    let n = unsafe {
+        *timed += 1;
+        *timed
+    };
+    let limit = ALLOWANCE.get(func).copied().unwrap_or(0);
+    if limit != 0
+        && n >= limit
+        && let Some(stats) = STATS.get_ptr_mut(0)
+    {
+        // SAFETY: per-CPU slot.
+        unsafe { (*stats).over_allowance += 1 };
     }
 }
 

@@ -124,10 +124,38 @@ pub fn on_at(i: usize, fraction: f64, t: Duration, window: Duration) -> bool {
     if fraction >= FULL {
         return true;
     }
+    (windows_of(i, t, window)).fract() < fraction
+}
+
+/// Which of function `i`'s windows `t` falls in: 0 for the first window of
+/// the session, then counting from there, each function's windows
+/// starting at its own phase (see [`on_at`]).
+pub fn window_index(i: usize, t: Duration, window: Duration) -> u64 {
+    windows_of(i, t, window).floor() as u64
+}
+
+/// Windows since the session began, shifted by function `i`'s phase from
+/// the second window on.
+fn windows_of(i: usize, t: Duration, window: Duration) -> f64 {
     let windows = t.as_secs_f64() / window.as_secs_f64().max(1e-3);
     // Phases by the golden ratio: any run of functions spreads evenly.
     let phase = if windows < 1.0 { 0.0 } else { (i as f64 * 0.618_033_988_749_895).fract() };
-    (windows + phase).fract() < fraction
+    windows + phase
+}
+
+/// How many calls a function may time in one window: twice what its share
+/// is expected to time at its smoothed call rate `rate`, and never fewer
+/// than [`TIMED_CALLS_PER_WINDOW`]. Shares are sized from rates measured
+/// once a second and smoothed over a window, so a function idle when its
+/// share was sized (all of the window: it is rarely called) that is then
+/// called thousands of times a second would single-step every call until
+/// the rates catch up; past its allowance its RET probes come off until its
+/// next window.
+pub fn allowance(share: f64, rate: f64, window: Duration) -> u64 {
+    let expected = share.clamp(0.0, 1.0) * rate * window.as_secs_f64();
+    let calls = if expected.is_finite() { (2.0 * expected).ceil() } else { 0.0 };
+    // Saturating float-to-int conversion.
+    (calls.max(TIMED_CALLS_PER_WINDOW)) as u64
 }
 
 /// CPU time the process has used so far (user + system, all threads), in
@@ -236,6 +264,51 @@ mod tests {
         let (shares, _) = allocate(1000.0, &[900.0, 1000.0], &[0.02; 2], &[true, false]);
         assert_eq!(shares[0], 1.0);
         assert!((shares[1] - 0.1).abs() < 1e-9, "{shares:?}");
+    }
+
+    #[test]
+    fn the_allowance_is_twice_the_expected_calls_and_at_least_the_least() {
+        let w = Duration::from_secs(30);
+        // Idle when sized: the least.
+        assert_eq!(allowance(1.0, 0.0, w), TIMED_CALLS_PER_WINDOW as u64);
+        assert_eq!(allowance(1.0, 2.0, w), 120);
+        // 10 calls a second, all of the window: 300 expected.
+        assert_eq!(allowance(1.0, 10.0, w), 600);
+        // 2,000 a second at 0.5 %: 300 expected.
+        assert_eq!(allowance(0.005, 2000.0, w), 600);
+        assert_eq!(allowance(0.5, f64::NAN, w), TIMED_CALLS_PER_WINDOW as u64);
+        assert_eq!(allowance(0.5, f64::INFINITY, w), TIMED_CALLS_PER_WINDOW as u64);
+        assert_eq!(allowance(1.0, 1e300, w), u64::MAX);
+    }
+
+    #[test]
+    fn window_indexes_count_each_functions_windows() {
+        let w = Duration::from_secs(30);
+        let at = |s: f64| Duration::from_secs_f64(s);
+        // The first window is the same for everyone.
+        assert_eq!(window_index(0, at(0.0), w), 0);
+        assert_eq!(window_index(7, at(29.9), w), 0);
+        // Function 0 has phase 0; function 1 starts its windows 0.618 early.
+        assert_eq!(window_index(0, at(30.0), w), 1);
+        assert_eq!(window_index(0, at(59.9), w), 1);
+        assert_eq!(window_index(1, at(30.0), w), 1);
+        assert_eq!(window_index(1, at(42.0), w), 2);
+        // Never back: the index only grows.
+        let mut last = 0;
+        for k in 0..1000 {
+            let i = window_index(3, at(k as f64 * 0.1), w);
+            assert!(i >= last);
+            last = i;
+        }
+        // From the second window on, a new index begins where a slice
+        // begins. (At the end of the first window a function enters its
+        // second part-way, at its phase.)
+        for k in 301..1000 {
+            let (t0, t1) = (at((k - 1) as f64 * 0.1), at(k as f64 * 0.1));
+            if window_index(5, t1, w) != window_index(5, t0, w) {
+                assert!(on_at(5, 0.05, t1, w), "a slice starts with window {}", window_index(5, t1, w));
+            }
+        }
     }
 
     #[test]

@@ -108,6 +108,43 @@ fn a_frame_from_before_a_pause_is_never_timed() {
     );
 }
 
+/// A function idle when ktrace attaches is rarely called, so its share is
+/// all of the window and its RET probes stay on. When it is then called
+/// about 100,000 times a second, the next plan (once a second) sees that
+/// too late: until then every call would be single-stepped. Its allowance
+/// of timed calls (100 in the first window, before any plan) takes its RETs
+/// off within one rotation step (50 ms) of using it up.
+///
+/// The loop starts just after a plan, about 0.8 s before the next: without
+/// the allowance that is some 50,000 timed calls; with it, 100 and what one
+/// step of single-stepped calls adds (at most 10,000 at 5 µs a call).
+#[test]
+fn a_function_hot_after_attach_times_its_allowance_not_a_second_of_calls() {
+    require_bpf();
+    let target = Loop::with_args(&["-start-on-usr1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hot.ktrace");
+    let mut trace = Trace::start(target.pid(), WORK, &["--max-overhead", "4", "--output", path.to_str().unwrap()]);
+    // The last line before the watch loop starts; plans come once a second
+    // from then.
+    trace.wait_for("the per-hit cost", Duration::from_secs(10), |l| l.contains("per-hit cost on this host"));
+    thread::sleep(Duration::from_millis(1150));
+    // SAFETY: kill(2) on our own child's PID.
+    assert_eq!(unsafe { libc::kill(target.pid() as i32, libc::SIGUSR1) }, 0);
+    thread::sleep(Duration::from_secs(2));
+    // SAFETY: as above.
+    unsafe { libc::kill(trace.child.id() as i32, libc::SIGINT) };
+    let (summary, stderr) = trace.finish();
+    let calls = common::calls(&summary, WORK);
+    assert!(calls > 100_000, "the loop ran: {calls} calls; {stderr:?}");
+    let file = std::fs::File::open(&path).unwrap();
+    let t = analyzer::trace::read(std::io::BufReader::new(file)).unwrap();
+    let f = t.functions.iter().find(|f| f.func == 0).expect("a record of main.work, the one function traced");
+    let timed: u64 = f.histogram.iter().map(|b| b.count).sum();
+    assert!(timed >= 100, "it times its allowance: {timed}; {stderr:?}");
+    assert!(timed <= 15_000, "{timed} of {calls} calls timed: the RETs stayed on past the allowance; {stderr:?}");
+}
+
 /// `--max-overhead 0` and `--no-budget` keep every RET probe attached: every
 /// call is timed and the share is exactly 1.
 #[test]

@@ -531,6 +531,25 @@ impl Session {
         self.functions.get(id as usize).is_some_and(|f| f.counting)
     }
 
+    /// True when function `id`'s RET probes are attached now.
+    pub fn returns_attached(&self, id: u32) -> bool {
+        self.functions.get(id as usize).is_some_and(|f| f.rets.is_some())
+    }
+
+    /// Calls of function `id` timed since attach. Every CPU increments one
+    /// shared count without an atomic, so a race may lose a call or two.
+    pub fn timed(&self, id: u32) -> Result<u64, AttachError> {
+        let timed: Array<_, u64> = open(&self.ebpf, "TIMED")?;
+        timed.get(&id, 0).map_err(map_err("TIMED"))
+    }
+
+    /// From the `TIMED` count `at` on, each timed call of function `id`
+    /// bumps [`GlobalStats::over_allowance`]; 0: never.
+    pub fn set_allowance(&mut self, id: u32, at: u64) -> Result<(), AttachError> {
+        let mut map: Array<_, u64> = open_mut(&mut self.ebpf, "ALLOWANCE")?;
+        map.set(id, at, 0).map_err(map_err("ALLOWANCE"))
+    }
+
     /// True when function `id` was planned with RET probes at all.
     pub fn is_tracked(&self, id: u32) -> bool {
         self.functions.get(id as usize).is_some_and(|f| !f.ret_sites.is_empty())

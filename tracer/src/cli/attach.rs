@@ -386,6 +386,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     let mut state = Loop::new(procs, &setup.traced, &captures, cost, mono_start, writer.as_mut());
     state.began = began;
     state.window = args.budget_window;
+    state.budget_on = args.budget().is_some() && cost.is_some();
     state.tagged = tagged;
     state.live = std::io::stderr().is_terminal() && !args.json;
     state.metrics = metrics.as_ref();

@@ -78,10 +78,33 @@ pub(super) struct Proc {
     last_cpu: Option<u64>,
     /// Whether the minimum shares were over budget at the previous tick.
     over_budget: bool,
+    /// Each function's allowance of timed calls per window under the
+    /// budget (see [`budget::allowance`]); `None`: unlimited (a pinned
+    /// function). Empty until the budget applies.
+    planned: Vec<Option<u64>>,
+    /// The allowance each function has in its current window.
+    allow: Vec<Allowance>,
+    /// The session's `over_allowance` count when last looked at.
+    over_seen: u64,
     /// `--capture` values waiting for their call events.
     pub(super) pending: PendingFields,
     /// When it was attached, after the session began.
     pub(super) attached_at: Duration,
+}
+
+/// A function's allowance of timed calls in its current budget window.
+#[derive(Clone, Copy, Debug, Default)]
+struct Allowance {
+    /// The window ([`budget::window_index`]) it is for; `None` before the
+    /// function's RET probes were first placed under the budget.
+    window: Option<u64>,
+    /// The function's timed calls when that window's allowance began.
+    start: u64,
+    /// Calls it may time in that window; 0: unlimited.
+    calls: u64,
+    /// The window in which it used them up: its RET probes stay off
+    /// until its next.
+    spent: Option<u64>,
 }
 
 /// What a process's session measured, read when it was closed.
@@ -120,6 +143,9 @@ impl Proc {
             began: Instant::now(),
             last_cpu: None,
             over_budget: false,
+            planned: Vec::new(),
+            allow: vec![Allowance::default(); functions],
+            over_seen: 0,
             pending: PendingFields::default(),
             attached_at,
         }
@@ -182,15 +208,63 @@ impl Proc {
     }
 
     /// Attaches or removes each function's RET probes as the budget's
-    /// rotation, in windows of `window`, says.
+    /// rotation, in windows of `window`, says: for its share of each
+    /// window, unless it has timed its allowance of calls in that window.
     fn rotate(&mut self, window: Duration) -> Result<(), Error> {
         let Some(session) = self.session.as_mut() else { return Ok(()) };
         let t = self.began.elapsed();
-        for (i, &share) in self.shares.iter().enumerate() {
-            if session.is_tracked(i as u32) {
-                session.set_returns(i as u32, budget::on_at(i, share, t, window))?;
+        if !self.planned.is_empty() {
+            let over = session.stats()?.over_allowance;
+            if over != self.over_seen {
+                self.over_seen = over;
+                for (i, a) in self.allow.iter_mut().enumerate() {
+                    if a.calls > 0
+                        && a.window.is_some()
+                        && a.spent != a.window
+                        && session.returns_attached(i as u32)
+                        && session.timed(i as u32)? >= a.start.saturating_add(a.calls)
+                    {
+                        a.spent = a.window;
+                    }
+                }
             }
         }
+        for (i, &share) in self.shares.iter().enumerate() {
+            if !session.is_tracked(i as u32) {
+                continue;
+            }
+            let k = budget::window_index(i, t, window);
+            let a = &mut self.allow[i];
+            let on = budget::on_at(i, share, t, window) && a.spent != Some(k);
+            if on && a.window != Some(k) {
+                // A new window: a new allowance, set before the RETs go on.
+                a.window = Some(k);
+                a.calls = self.planned.get(i).copied().flatten().unwrap_or(0);
+                a.start = if a.calls > 0 { session.timed(i as u32)? } else { 0 };
+                session.set_allowance(i as u32, if a.calls > 0 { a.start.saturating_add(a.calls) } else { 0 })?;
+            }
+            session.set_returns(i as u32, on)?;
+        }
+        Ok(())
+    }
+
+    /// Sets each function's allowance of timed calls per window (`None`:
+    /// unlimited); a function in the middle of a window gets the new
+    /// allowance for the rest of it.
+    fn plan_allowances(&mut self, planned: Vec<Option<u64>>) -> Result<(), Error> {
+        let Some(session) = self.session.as_mut() else { return Ok(()) };
+        for (i, a) in self.allow.iter_mut().enumerate() {
+            let calls = planned.get(i).copied().flatten().unwrap_or(0);
+            if a.window.is_none() || a.spent == a.window || a.calls == calls {
+                continue;
+            }
+            if a.calls == 0 {
+                a.start = session.timed(i as u32)?;
+            }
+            a.calls = calls;
+            session.set_allowance(i as u32, if calls > 0 { a.start.saturating_add(calls) } else { 0 })?;
+        }
+        self.planned = planned;
         Ok(())
     }
 
@@ -227,6 +301,8 @@ pub(super) struct Loop<'a> {
     ticks: u64,
     /// The budget's rotation window (`--budget-window`).
     pub(super) window: Duration,
+    /// Whether RET probes rotate under an overhead budget.
+    pub(super) budget_on: bool,
 }
 
 impl<'a> Loop<'a> {
@@ -253,6 +329,7 @@ impl<'a> Loop<'a> {
             began: Instant::now(),
             ticks: 0,
             window: budget::WINDOW,
+            budget_on: false,
         }
     }
 
@@ -358,6 +435,9 @@ impl<'a> Loop<'a> {
             }
             // Putting RET probes back fails once the target is gone: that
             // closes it, with its figures so far.
+            if self.budget_on && self.procs[i].planned.is_empty() {
+                self.procs[i].planned = self.first_allowances();
+            }
             let rotated = self.procs[i].rotate(self.window);
             self.drain(i, DRAIN_BUDGET);
             if self.procs[i].gone() {
@@ -494,7 +574,7 @@ impl<'a> Loop<'a> {
             let rates = Rates::between(&before, &now);
             self.enforce_max_rate(i, args.max_rate, &rates, &now.counts)?;
             if let (Some(pct), Some(cost)) = (args.budget(), self.cost) {
-                self.plan_budget(i, pct, &cost, &rates);
+                self.plan_budget(i, pct, &cost, &rates)?;
             }
             if let Some(c) = self.cost {
                 let (entries, rets) = aggregate::probe_cost_ns(self.traced, &self.counting(i), &c, &rates);
@@ -533,16 +613,34 @@ impl<'a> Loop<'a> {
         (0..self.traced.len()).map(|f| s.is_some_and(|s| s.is_attached(f as u32))).collect()
     }
 
+    /// Whether function `f` keeps its RET probes whatever the budget: the
+    /// `--filter` anchors decide which calls are kept; `--capture` values
+    /// come with call events; the request roots and the closures that tie a
+    /// request's goroutines together are one call each per request, and
+    /// without them it cannot be rebuilt.
+    fn pinned(&self, f: usize) -> bool {
+        let c = &self.captures[f];
+        c.filter || !c.fields.is_empty() || self.traced[f].groups.iter().any(|g| g == "request")
+    }
+
+    /// Each function's allowance of timed calls before the budget's first
+    /// plan: the least, so a function under load when ktrace attaches is
+    /// not single-stepped on every call until then.
+    fn first_allowances(&self) -> Vec<Option<u64>> {
+        (0..self.traced.len()).map(|f| (!self.pinned(f)).then_some(budget::TIMED_CALLS_PER_WINDOW as u64)).collect()
+    }
+
     /// Sizes each function's share of process `i`'s RET-probe time from the
     /// measured per-hit cost, the call rates and the process's CPU time.
-    fn plan_budget(&mut self, i: usize, pct: f64, cost: &HitCost, rates: &Rates) {
+    fn plan_budget(&mut self, i: usize, pct: f64, cost: &HitCost, rates: &Rates) -> Result<(), Error> {
         let (entry_cost, ret_cost) = aggregate::probe_cost_ns(self.traced, &self.counting(i), cost, rates);
+        let all_pinned: Vec<bool> = (0..self.traced.len()).map(|f| self.pinned(f)).collect();
         let p = &mut self.procs[i];
-        let Some(session) = p.session.as_ref() else { return };
+        let Some(session) = p.session.as_ref() else { return Ok(()) };
         // What the target would use untraced: probe hits run in its context.
         let untraced = match (p.pid, p.last_cpu) {
             (Some(pid), Some(before)) => {
-                let Some(now) = budget::process_cpu_ns(pid) else { return };
+                let Some(now) = budget::process_cpu_ns(pid) else { return Ok(()) };
                 p.last_cpu = Some(now);
                 (now.saturating_sub(before) as f64 / rates.secs - entry_cost - ret_cost).max(0.0)
             }
@@ -552,17 +650,7 @@ impl<'a> Loop<'a> {
         let tracked: Vec<usize> = (0..self.traced.len()).filter(|&f| session.is_tracked(f as u32)).collect();
         // Every call of a function hits one of its RETs.
         let costs: Vec<f64> = tracked.iter().map(|&f| rates.entries[f] * cost.single_stepped_ns).collect();
-        // Pinned: the --filter anchors decide which calls are kept;
-        // --capture values come with call events; the request roots and
-        // the closures that tie a request's goroutines together are one
-        // call each per request, and without them it cannot be rebuilt.
-        let pinned: Vec<bool> = tracked
-            .iter()
-            .map(|&f| {
-                let c = &self.captures[f];
-                c.filter || !c.fields.is_empty() || self.traced[f].groups.iter().any(|g| g == "request")
-            })
-            .collect();
+        let pinned: Vec<bool> = tracked.iter().map(|&f| all_pinned[f]).collect();
         for (f, smoothed) in p.smoothed.iter_mut().enumerate() {
             let rate = rates.calls.get(f).copied().unwrap_or(0.0);
             *smoothed = Some(budget::smoothed_rate(*smoothed, rate, rates.secs, self.window));
@@ -570,8 +658,12 @@ impl<'a> Loop<'a> {
         let least: Vec<f64> =
             tracked.iter().map(|&f| budget::least_share(p.smoothed[f].unwrap_or(0.0), self.window)).collect();
         let (shares, over) = budget::allocate(pct / 100.0 * untraced - entry_cost, &costs, &least, &pinned);
+        let mut planned = vec![None; self.traced.len()];
         for (k, &f) in tracked.iter().enumerate() {
             p.shares[f] = shares[k];
+            if !pinned[k] {
+                planned[f] = Some(budget::allowance(shares[k], p.smoothed[f].unwrap_or(0.0), self.window));
+            }
         }
         if over && !p.over_budget {
             eprintln!(
@@ -584,6 +676,7 @@ impl<'a> Loop<'a> {
             );
         }
         p.over_budget = over;
+        p.plan_allowances(planned)
     }
 
     /// Stops counting process `i`'s functions called more often than
