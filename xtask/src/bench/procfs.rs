@@ -6,16 +6,16 @@ use std::fs;
 
 use anyhow::{Context, Result};
 
-/// utime + stime in clock ticks from the text of /proc/PID/stat. The
+/// (utime, stime) in clock ticks from the text of /proc/PID/stat. The
 /// command name (field 2) is in parentheses and may itself hold spaces and
 /// parentheses, so fields are counted from the last `)`: field 3 (state)
 /// comes first, utime is field 14 and stime field 15.
-pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+pub fn parse_stat_split(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
@@ -25,12 +25,13 @@ fn ticks_per_second() -> f64 {
     if hz > 0 { hz as f64 } else { 100.0 }
 }
 
-/// CPU seconds the process has used so far, user and system, all threads.
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
+/// CPU seconds the process has used so far in user mode and in the kernel
+/// (where its uprobe hits are handled), all threads.
+pub fn cpu_split_seconds(pid: u32) -> Result<(f64, f64)> {
     let path = format!("/proc/{pid}/stat");
     let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = parse_stat_ticks(&stat).with_context(|| format!("no utime/stime in {path}: {stat:?}"))?;
-    Ok(ticks as f64 / ticks_per_second())
+    let (u, s) = parse_stat_split(&stat).with_context(|| format!("no utime/stime in {path}: {stat:?}"))?;
+    Ok((u as f64 / ticks_per_second(), s as f64 / ticks_per_second()))
 }
 
 /// The value in kB of a `Key:   1234 kB` line of /proc/PID/status.
@@ -70,27 +71,27 @@ pub fn memory(pid: u32) -> Result<Memory> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Memory, parse_memory, parse_stat_ticks, parse_status_kb};
+    use super::{Memory, parse_memory, parse_stat_split, parse_status_kb};
 
     #[test]
-    fn stat_ticks_are_utime_plus_stime() {
+    fn stat_ticks_are_utime_and_stime() {
         // Fields 14 and 15 are 1500 and 250.
         let stat = "4242 (kube-apiserver) S 1 4242 4242 0 -1 4194560 9000 0 3 0 1500 250 0 0 20 0 17 0 1000 \
                     900000000 20000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(1750));
+        assert_eq!(parse_stat_split(stat), Some((1500, 250)));
     }
 
     #[test]
     fn a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields() {
         let stat = "7 (a) b (c) R 1 7 7 0 -1 0 0 0 0 0 11 22 0 0 20 0 1 0 5 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(33));
+        assert_eq!(parse_stat_split(stat), Some((11, 22)));
     }
 
     #[test]
     fn truncated_or_garbled_stat_gives_nothing() {
-        assert_eq!(parse_stat_ticks("4242 (x) S 1 2 3"), None);
-        assert_eq!(parse_stat_ticks("no parenthesis at all"), None);
-        assert_eq!(parse_stat_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 ten 22 0"), None);
+        assert_eq!(parse_stat_split("4242 (x) S 1 2 3"), None);
+        assert_eq!(parse_stat_split("no parenthesis at all"), None);
+        assert_eq!(parse_stat_split("1 (x) S 1 1 1 0 -1 0 0 0 0 0 ten 22 0"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use testkit::{Apiserver, Etcd, KubeApiserver, KubeVariant, LoadSpec, User, Varia
 
 use super::{
     Options, attach_has_flag, median,
-    procfs::cpu_seconds,
+    procfs::cpu_split_seconds,
     session::{Finished, Ktrace, Start, excerpt},
     verdict,
     wrk::{CONNECTIONS, THREADS, Wrk},
@@ -121,6 +121,11 @@ struct Sample {
     per_second: f64,
     requests: u64,
     cpu_us_per_request: f64,
+    /// The part of it spent in the kernel, where probe hits are handled.
+    sys_us_per_request: f64,
+    /// Calls counted by ktrace (one entry probe hit each) per request;
+    /// `None` untraced.
+    hits_per_request: Option<f64>,
 }
 
 #[derive(Default)]
@@ -237,14 +242,18 @@ fn measure(ktrace: &Path, server: &Server, config: &Config, window: Duration) ->
     if summary["functions"].as_array().is_none_or(|f| f.iter().all(|f| f["calls"].as_u64().unwrap_or(0) == 0)) {
         problem = Some("ktrace counted no call of any traced function".into());
     }
+    let mut sample = sample;
+    sample.hits_per_request = Some(total_calls(&summary) as f64 / sample.requests.max(1) as f64);
     Ok(Measured::Sample { sample, summary: Some(summary), problem })
 }
 
 /// One wrk run, with the server's CPU time around it.
 fn load_window(server: &Server, window: Duration) -> Result<(Sample, Option<String>)> {
-    let before = cpu_seconds(server.pid)?;
+    let before = cpu_split_seconds(server.pid)?;
     let run = server.wrk.run(window)?;
-    let cpu = cpu_seconds(server.pid)? - before;
+    let after = cpu_split_seconds(server.pid)?;
+    let (user, sys) = (after.0 - before.0, after.1 - before.1);
+    let cpu = user + sys;
     let problem = if run.requests == 0 {
         Some("wrk completed no request".to_string())
     } else if run.non_2xx > 0 {
@@ -256,8 +265,18 @@ fn load_window(server: &Server, window: Duration) -> Result<(Sample, Option<Stri
         per_second: run.per_second,
         requests: run.requests,
         cpu_us_per_request: cpu * 1e6 / run.requests.max(1) as f64,
+        sys_us_per_request: sys * 1e6 / run.requests.max(1) as f64,
+        hits_per_request: None,
     };
     Ok((sample, problem))
+}
+
+/// Calls counted in a summary, all functions: entry probe hits (stack-growth
+/// re-entries aside). They include the 2 s before the window and the
+/// server's own background calls, so per request they are a slight
+/// overestimate.
+fn total_calls(summary: &Value) -> u64 {
+    summary["functions"].as_array().map_or(0, |f| f.iter().filter_map(|f| f["calls"].as_u64()).sum())
 }
 
 /// (symbol, calls, has a p50) of every function of a summary with calls > 0.
@@ -278,6 +297,12 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
         results.iter().map(|r| median(&r.samples.iter().map(|s| s.per_second).collect::<Vec<_>>())).collect();
     let cpu: Vec<Option<f64>> =
         results.iter().map(|r| median(&r.samples.iter().map(|s| s.cpu_us_per_request).collect::<Vec<_>>())).collect();
+    let sys: Vec<Option<f64>> =
+        results.iter().map(|r| median(&r.samples.iter().map(|s| s.sys_us_per_request).collect::<Vec<_>>())).collect();
+    let hits: Vec<Option<f64>> = results
+        .iter()
+        .map(|r| median(&r.samples.iter().filter_map(|s| s.hits_per_request).collect::<Vec<_>>()))
+        .collect();
     // Throughput kept, by requests/s and by CPU per request (the share of
     // untraced throughput a CPU-bound server would keep).
     let by_rps = |i: usize| Some(rps[i]? / rps[UNTRACED]?);
@@ -294,8 +319,8 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
         window.as_secs()
     );
     println!(
-        "{:<28} {:>9} {:>8} {:>11} {:>8}  PASSES (req/s; µs CPU/req)",
-        "CONFIGURATION", "REQ/S", "VS UNTR", "µs CPU/REQ", "VS UNTR"
+        "{:<28} {:>9} {:>8} {:>11} {:>8} {:>11} {:>9}  PASSES (req/s; µs CPU/req)",
+        "CONFIGURATION", "REQ/S", "VS UNTR", "µs CPU/REQ", "VS UNTR", "µs SYS/REQ", "HITS/REQ"
     );
     for (i, (config, result)) in CONFIGS.iter().zip(results).enumerate() {
         if let Some(why) = &result.not_run {
@@ -305,13 +330,29 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
         let passes: Vec<String> =
             result.samples.iter().map(|s| format!("{:.0}; {:.0}", s.per_second, s.cpu_us_per_request)).collect();
         println!(
-            "{:<28} {:>9} {:>8} {:>11} {:>8}  {}",
+            "{:<28} {:>9} {:>8} {:>11} {:>8} {:>11} {:>9}  {}",
             config.label,
             rps[i].map_or("-".into(), |v| format!("{v:.1}")),
             if i == UNTRACED { "-".into() } else { pct(by_rps(i)) },
             cpu[i].map_or("-".into(), |v| format!("{v:.0}")),
             if i == UNTRACED { "-".into() } else { pct(by_cpu(i)) },
+            sys[i].map_or("-".into(), |v| format!("{v:.0}")),
+            hits[i].map_or("-".into(), |v| format!("{v:.1}")),
             passes.join(" | ")
+        );
+    }
+    // What one entry hit costs in the server, from count-only against
+    // untraced: the figure the budget's calibrated per-hit cost stands for.
+    if let (Some(c), Some(u), Some(h)) = (cpu[COUNT_ONLY], cpu[UNTRACED], hits[COUNT_ONLY])
+        && h > 0.0
+    {
+        let (sc, su) = (sys[COUNT_ONLY].unwrap_or(0.0), sys[UNTRACED].unwrap_or(0.0));
+        println!(
+            "count-only costs {:.1} µs of CPU per request over untraced ({:.1} µs of it in the kernel): \
+             {:.2} µs per entry hit at {h:.1} hits per request",
+            c - u,
+            sc - su,
+            (c - u) / h
         );
     }
     for (i, goal) in [(COUNT_ONLY, COUNT_ONLY_GOAL), (DEFAULT_LATENCY, DEFAULT_LATENCY_GOAL)] {
