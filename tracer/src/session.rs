@@ -64,6 +64,14 @@ pub struct Setup {
     pub warnings: Vec<String>,
 }
 
+/// Where to probe `runtime.goexit1`, which ends a goroutine: its calls
+/// still in flight are dropped there. `None` when the binary has no such
+/// function or it cannot be probed.
+pub fn goexit_plan(binary: &Binary, functions: &[Function]) -> Option<ProbePlan> {
+    let f = functions.iter().find(|f| f.name == "runtime.goexit1")?;
+    Planner::new(binary, functions).plan(f).ok()
+}
+
 /// The register ABI of `binary`'s CPU, through the arch seam.
 pub fn registers(binary: &Binary) -> &'static Registers {
     arch::for_machine(binary.machine()).registers()
@@ -175,10 +183,10 @@ impl Setup {
     /// One record per plan (`layouts[i]` is `plans[i]`'s), with the kernel
     /// config and captures `wants` and `filter` call for, and the
     /// `--capture` paths `fields[i]` (from [`resolve_fields`]; empty when
-    /// none). A `--filter` argument no traced function has is an error.
+    /// none), and the probe on `runtime.goexit1` ([`goexit_plan`]). A
+    /// `--filter` argument no traced function has is an error.
     pub fn new(
-        binary: &Binary,
-        functions: &[Function],
+        goexit: Option<ProbePlan>,
         plans: Vec<ProbePlan>,
         layouts: Vec<Layout>,
         wants: Wants,
@@ -212,10 +220,6 @@ impl Setup {
                 Traced { plan, layout, config, captures, fields, groups }
             })
             .collect();
-        let goexit = functions
-            .iter()
-            .find(|f| f.name == "runtime.goexit1")
-            .and_then(|f| Planner::new(binary, functions).plan(f).ok());
         Ok(Self { traced, goexit, warnings })
     }
 

@@ -213,6 +213,15 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     // Bound before the slow part, so a busy port fails at once.
     let metrics = args.serve_metrics.map(serve_metrics).transpose()?;
     let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
+    // Every function of the binary is needed only for the goexit probe and
+    // to name the callers in trace records; without a trace file the table
+    // (tens of MB on a kube-apiserver) goes before the DWARF is read, and
+    // so do the file's pages read for it.
+    let goexit = session::goexit_plan(&planned.binary, &planned.functions);
+    let base_sym = if args.output.is_some() { Symbolizer::new(&planned.functions, 0) } else { Symbolizer::empty() };
+    planned.functions = Vec::new();
+    planned.binary.release_pages();
+    crate::memory::trim();
     let regs = session::registers(&planned.binary);
     let layouts = std::mem::take(&mut planned.plans)
         .into_iter()
@@ -258,12 +267,7 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     // a kube-apiserver its DWARF holds hundreds of MB).
     planned.release_types();
     let (layouts, plans): (Vec<_>, Vec<_>) = layouts.into_iter().unzip();
-    let setup = Setup::new(&planned.binary, &planned.functions, plans, layouts, args.wants(), filter.as_ref(), fields)?;
-    // Every function of the binary is needed only to name the callers in
-    // trace records; without a trace file the table (tens of MB on a
-    // kube-apiserver) goes before the session starts.
-    let base_sym = if args.output.is_some() { Symbolizer::new(&planned.functions, 0) } else { Symbolizer::empty() };
-    planned.functions = Vec::new();
+    let setup = Setup::new(goexit, plans, layouts, args.wants(), filter.as_ref(), fields)?;
     crate::memory::trim();
 
     let binary = &planned.binary;

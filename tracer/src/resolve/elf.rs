@@ -315,30 +315,41 @@ impl Binary {
     /// have a register-ABI wrapper with `.abi0`.
     pub fn functions(&self) -> Result<Vec<Function>, ResolveError> {
         let symtab = self.symtab()?;
+        // Each table's pages go once it is read: on a kube-apiserver they
+        // are tens of MB, and nothing reads them again while planning.
+        self.release_pages();
         let pcln = match self.pclntab {
-            Some(_) => Some(self.pclntab_functions(symtab.as_ref())?),
+            Some(_) => Some(self.pclntab_functions_with(symtab.as_ref(), true)?),
             None => None,
         };
-        let (symtab, pcln) = match (symtab, pcln) {
+        self.release_pages();
+        let (mut out, mut pcln) = match (symtab, pcln) {
             (_, None) => return Err(ResolveError::NotGo { path: self.path.clone() }),
             (None, Some(p)) => return Ok(p),
             (Some(s), Some(p)) => (s.functions, p),
         };
         let mut covered = vec![false; pcln.len()];
-        let mut out = Vec::with_capacity(symtab.len().max(pcln.len()));
-        for mut f in symtab {
+        let mut before: Option<&Function> = None;
+        for f in out.iter_mut() {
             // Sorted by entry, so the first match is the leftmost.
             let i = pcln.partition_point(|p| p.entry < f.entry);
-            if let Some(p) = pcln.get(i).filter(|p| p.entry == f.entry) {
-                f.file.clone_from(&p.file);
+            if let Some(p) = pcln.get_mut(i).filter(|p| p.entry == f.entry) {
                 f.line = p.line;
-                if let Some(c) = covered.get_mut(i) {
-                    *c = true;
+                match covered.get_mut(i) {
+                    Some(c) if !*c => {
+                        // A covered pclntab entry is not kept: its file moves.
+                        f.file = p.file.take();
+                        *c = true;
+                    }
+                    // Two symbols at one entry, side by side (symtab is
+                    // sorted): the second takes the first's file.
+                    _ => f.file = before.filter(|b| b.entry == f.entry).and_then(|b| b.file.clone()),
                 }
             }
-            out.push(f);
+            before = Some(f);
         }
-        out.extend(pcln.into_iter().zip(covered).filter(|(_, c)| !c).map(|(p, _)| p));
+        let rest: Vec<Function> = pcln.into_iter().zip(covered).filter(|(_, c)| !c).map(|(p, _)| p).collect();
+        out.extend(rest);
         out.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
     }
@@ -408,12 +419,22 @@ impl Binary {
     }
 
     fn pclntab_functions(&self, symtab: Option<&Symtab>) -> Result<Vec<Function>, ResolveError> {
+        self.pclntab_functions_with(symtab, false)
+    }
+
+    /// The pclntab's functions; with `unnamed`, those `symtab` has at the
+    /// same entry have an empty name (the merge in [`Binary::functions`]
+    /// keeps the symtab's). The pages read are released as it goes.
+    fn pclntab_functions_with(&self, symtab: Option<&Symtab>, unnamed: bool) -> Result<Vec<Function>, ResolveError> {
         let Some(header) = self.pclntab_header(None) else { return Ok(Vec::new()) };
         let mut table = header?;
         if table.text_start() == Some(0) {
             table = self.pclntab_header(self.text_base(symtab)).unwrap_or(Ok(table))?;
         }
-        table.functions().map_err(|e| e.at(&self.path))
+        let named = |entry: u64| {
+            unnamed && symtab.is_some_and(|s| s.functions.binary_search_by(|f| f.entry.cmp(&entry)).is_ok())
+        };
+        table.functions_with(named, || self.release_pages()).map_err(|e| e.at(&self.path))
     }
 
     /// Where Go text starts, for pclntabs whose header leaves `textStart` 0

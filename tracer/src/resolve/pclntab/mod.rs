@@ -100,6 +100,10 @@ pub struct Pclntab<'a> {
     func_base: &'a [u8],
 }
 
+/// How many functions [`Pclntab::functions_with`] reads between two calls
+/// of its `release`.
+pub const RELEASE_EVERY: usize = 8192;
+
 /// Parses a `.gopclntab` header. `data` starts at the header and may run
 /// past the table's end (when it was found by scanning a segment).
 ///
@@ -235,6 +239,19 @@ impl<'a> Pclntab<'a> {
 
     /// Every function, sorted by entry, with the file and line of its entry.
     pub fn functions(&self) -> Result<Vec<Function>, Malformed> {
+        self.functions_with(|_| false, || {})
+    }
+
+    /// Like [`Pclntab::functions`], but a function whose entry `named`
+    /// accepts gets an empty name (its caller has it from elsewhere:
+    /// `.symtab` names the same functions, and a kube-apiserver has about
+    /// 140,000), and `release` is called every [`RELEASE_EVERY`] functions,
+    /// for the caller to let the kernel drop the table pages read so far.
+    pub fn functions_with(
+        &self,
+        named: impl Fn(u64) -> bool,
+        mut release: impl FnMut(),
+    ) -> Result<Vec<Function>, Malformed> {
         let mut out = Vec::with_capacity(self.nfunc);
         // Real tables name each function once, so scanning every name costs
         // about the table's size; the budget stops a hostile table from
@@ -242,7 +259,10 @@ impl<'a> Pclntab<'a> {
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
         let mut files: HashMap<u64, Option<String>> = HashMap::new();
         self.each_func(|entry, end, func| {
-            let name = cstr(self.funcnames, func.nameoff, &mut budget)?;
+            if out.len() % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                release();
+            }
+            let name = if named(entry) { String::new() } else { cstr(self.funcnames, func.nameoff, &mut budget)? };
             let file = match self.pcvalue(func.pcfile, entry)? {
                 Some(fno) => self.file_name(fno, func.cu_offset, &mut files, &mut budget)?,
                 None => None,

@@ -60,6 +60,19 @@ fn parses_a_hand_built_go118_table() {
 }
 
 #[test]
+fn functions_named_elsewhere_get_no_name_and_keep_their_file_and_line() {
+    let data = synthetic(0xffff_fff0, 0x40_1000);
+    let table = parse_pclntab(&data, None).unwrap();
+    let mut released = 0;
+    let f = table.functions_with(|entry| entry == 0x40_1000, || released += 1).unwrap();
+    assert_eq!((f[0].name.as_str(), f[0].file.as_deref(), f[0].line), ("", Some("/src/a.go"), Some(10)));
+    assert_eq!(f[1].name, "main.b");
+    // Two functions: fewer than one release's worth.
+    assert_eq!(released, 0);
+    assert_eq!(table.functions().unwrap()[0].name, "main.a");
+}
+
+#[test]
 fn zero_text_start_takes_the_hint() {
     let data = synthetic(0xffff_fff1, 0);
     let f = parse_pclntab(&data, Some(0x1000)).unwrap().functions().unwrap();
