@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(size_of::<GStack>(), 8 + MAX_DEPTH * size_of::<Frame>());
         assert_eq!(size_of::<CallEvent>(), 64 + 8 * MAX_SCALARS + 8 + STR_CAP);
         assert_eq!(size_of::<GlobalConfig>(), 24);
-        assert_eq!(size_of::<GlobalStats>(), 48);
+        assert_eq!(size_of::<GlobalStats>(), 56);
         assert_eq!(size_of::<FieldPath>(), 8 + 8 + 4 * MAX_DEREFS);
         assert_eq!(size_of::<CaptureConfig>(), 8 + MAX_CAPTURES * size_of::<FieldPath>());
         assert_eq!(size_of::<CaptureValue>(), 16 + STR_CAP);

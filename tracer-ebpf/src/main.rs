@@ -98,7 +98,8 @@ static CAPTURES: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 #[map]
 static TIMED: Array<u64> = Array::with_max_entries(MAX_FUNCS, 0);
 /// Per function, the `TIMED` count at which it has used its allowance of
-/// timed calls for the budget window (0: no allowance, under no budget).
+/// timed calls for the budget window (0: unlimited: no budget, or a
+/// function the budget never rotates).
 /// A function called far more often than when its share was sized (one
 /// idle at attach, then under load) would otherwise pay a single-step per
 /// call until the next plan; each timed call past the allowance bumps

@@ -124,7 +124,7 @@ pub fn on_at(i: usize, fraction: f64, t: Duration, window: Duration) -> bool {
     if fraction >= FULL {
         return true;
     }
-    (windows_of(i, t, window)).fract() < fraction
+    windows_of(i, t, window).fract() < fraction
 }
 
 /// Which of function `i`'s windows `t` falls in: 0 for the first window of
