@@ -348,8 +348,7 @@ impl Binary {
             }
             before = Some(f);
         }
-        let rest: Vec<Function> = pcln.into_iter().zip(covered).filter(|(_, c)| !c).map(|(p, _)| p).collect();
-        out.extend(rest);
+        out.extend(pcln.into_iter().zip(covered).filter(|(_, c)| !c).map(|(p, _)| p));
         out.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
     }

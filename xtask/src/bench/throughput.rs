@@ -226,7 +226,7 @@ fn measure(ktrace: &Path, server: &Server, config: &Config, window: Duration) ->
         Start::Rejected(why) => return Ok(Measured::NotRun(format!("ktrace attach rejects it: {why}"))),
     }
     thread::sleep(SETTLE);
-    let (sample, mut problem) = load_window(server, window)?;
+    let (mut sample, mut problem) = load_window(server, window)?;
     if !traced.is_running() {
         problem = Some("ktrace exited during the window".into());
     }
@@ -239,11 +239,11 @@ fn measure(ktrace: &Path, server: &Server, config: &Config, window: Duration) ->
     {
         return Ok(Measured::NotRun(format!("ktrace ran in {} mode, not {want}", summary["mode"])));
     }
-    if summary["functions"].as_array().is_none_or(|f| f.iter().all(|f| f["calls"].as_u64().unwrap_or(0) == 0)) {
+    let calls = total_calls(&summary);
+    if calls == 0 {
         problem = Some("ktrace counted no call of any traced function".into());
     }
-    let mut sample = sample;
-    sample.hits_per_request = Some(total_calls(&summary) as f64 / sample.requests.max(1) as f64);
+    sample.hits_per_request = Some(calls as f64 / sample.requests.max(1) as f64);
     Ok(Measured::Sample { sample, summary: Some(summary), problem })
 }
 

@@ -236,7 +236,7 @@ impl Proc {
             let k = budget::window_index(i, t, window);
             let a = &mut self.allow[i];
             let on = budget::on_at(i, share, t, window) && a.spent != Some(k);
-            if on && a.window != Some(k) {
+            if on && a.window != Some(k) && !self.planned.is_empty() {
                 // A new window: a new allowance, set before the RETs go on.
                 a.window = Some(k);
                 a.calls = self.planned.get(i).copied().flatten().unwrap_or(0);
