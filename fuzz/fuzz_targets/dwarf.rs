@@ -2,6 +2,8 @@
 //! the load-time index pass, the on-demand reads a tracing run makes
 //! (parameters and types by name, before anything else is read), then the
 //! full function list, inlined calls and line tables read on first use.
+//! Then the read `attach` makes, for a few functions only, which inflates
+//! `.debug_info` unit by unit and gives unneeded units back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -37,5 +39,14 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = dwarf.inlined_calls();
         let _ = dwarf.line_ranges(&mut |_| true);
+    }
+    if let Ok(Some(dwarf)) = binary.dwarf_for(&["main.main", "runtime.goexit1"]) {
+        let _ = dwarf.params("main.main");
+        let _ = dwarf.params("runtime.goexit1");
+        let _ = dwarf.struct_member_offset("runtime.g", "goid");
+        if let Some(id) = dwarf.type_named_loosely("*http.Request") {
+            let _ = (dwarf.type_shape(id), dwarf.type_name(id), dwarf.type_embedded(id));
+        }
+        let _ = dwarf.functions_checked();
     }
 });

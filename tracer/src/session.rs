@@ -246,7 +246,7 @@ impl Setup {
             .map(|(id, t)| TracedFunction {
                 id: id as u32,
                 symbol: t.plan.label(),
-                file: t.plan.function.file.clone(),
+                file: t.plan.function.file.as_deref().map(str::to_owned),
                 line: t.plan.function.line,
                 groups: t.groups.clone(),
                 phase: phase_of(&t.plan.function, &t.groups).map(str::to_owned),

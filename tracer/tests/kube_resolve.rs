@@ -659,3 +659,74 @@ fn promoted_fields_resolve_like_their_full_path() {
     assert_ne!(at("cm.Name").1, at("cm.Kind").1);
     eprintln!("cm.Name at {:?}, cm.Kind at {:?}", at("cm.Name"), at("cm.Kind"));
 }
+
+/// `attach` reads DWARF for its probed functions only
+/// (`Binary::dwarf_for`), giving back the units of the others. What it
+/// reads must be what the whole read says: every probed function's
+/// parameters, `runtime.g`'s goroutine ids, and the types of the
+/// `--capture` table for stripped builds; and it must keep less. On the
+/// three kube-apiserver builds with DWARF and targets/apiserver built by
+/// go1.19 and go1.26.
+#[test]
+fn dwarf_read_for_the_probed_functions_agrees_with_the_whole_read() {
+    use tracer::plan::fields::{TABLE, TypeSource};
+    let mut builds: Vec<(String, PathBuf, bool)> = Vec::new();
+    for v in [Kube::Debug, Kube::Release] {
+        if let Some(p) = kube(v) {
+            builds.push((format!("kube-apiserver {v}"), p, true));
+        }
+    }
+    for v in [testkit::Variant::Debug, testkit::Variant::Optimized] {
+        match testkit::target_binary(v) {
+            Ok(p) => builds.push((format!("targets/apiserver {v}"), p, false)),
+            Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
+        }
+    }
+    let spec = "storage,authn,authz,admission,handlers";
+    for (what, path, big) in &builds {
+        let o = open(path);
+        let plans = sites::plan_items(&o.binary, &o.functions, &spec::parse(spec).unwrap()).unwrap();
+        let mut names: Vec<&str> = plans.iter().map(|p| p.function.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let whole = o.binary.dwarf().unwrap().expect("DWARF");
+        let part = o.binary.dwarf_for(&names).unwrap().expect("DWARF");
+        let (kept, all) = part.sparse().expect("a read for a few functions");
+        assert!(whole.sparse().is_none());
+        let mut described = 0;
+        for name in &names {
+            assert_eq!(part.params(name), whole.params(name), "{what}: parameters of {name}");
+            described += usize::from(whole.params(name).is_some());
+        }
+        assert!(described * 10 >= names.len() * 9, "{what}: DWARF describes {described} of {} functions", names.len());
+        assert_eq!(
+            part.struct_member_offset("runtime.g", "goid"),
+            whole.struct_member_offset("runtime.g", "goid"),
+            "{what}"
+        );
+        assert!(whole.struct_member_offset("runtime.g", "goid").is_some(), "{what}");
+        let minor = o.binary.build_info().and_then(|b| b.minor_version()).expect("a Go version");
+        let structs = TABLE.iter().filter(|(m, v, _)| *m == o.binary.machine() && *v == minor).flat_map(|r| r.2.iter());
+        for (name, _) in structs {
+            let (p, w) = (part.named(name), whole.named(name));
+            assert!(w.is_some(), "{what}: no {name}");
+            assert_eq!(
+                p.map(|id| (part.name_of(&id), part.shape(&id))),
+                w.map(|id| (whole.name_of(&id), whole.shape(&id)))
+            );
+        }
+        // The full lists are refused, not silently short.
+        assert!(part.functions_checked().is_err(), "{what}");
+        assert!(!whole.functions().is_empty(), "{what}");
+        eprintln!(
+            "{what}: {} functions, {kept} of {all} bytes of .debug_info kept ({:.0} %)",
+            names.len(),
+            100.0 * kept as f64 / all as f64
+        );
+        assert!(kept < all, "{what}: kept every unit");
+        if *big {
+            assert!(kept * 2 < all, "{what}: kept {kept} of {all} bytes");
+        }
+    }
+    assert!(!builds.is_empty());
+}

@@ -223,6 +223,9 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     planned.binary.release_pages();
     crate::memory::trim();
     let regs = session::registers(&planned.binary);
+    // Only the probed functions' parameters are asked for: the DWARF of
+    // the others is read and given back.
+    planned.types_for = Some(planned.plans.iter().map(|p| p.function.name.clone()).collect());
     let layouts = std::mem::take(&mut planned.plans)
         .into_iter()
         .map(|p| Ok((session::layout(&p.function, planned.params(&p.function)?, regs), p)))

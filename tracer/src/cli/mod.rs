@@ -113,7 +113,7 @@ impl TargetArgs {
                 Some(Box::new(file))
             }
         };
-        Ok(Planned { binary, functions, plans, symbols, own_dwarf: OnceLock::new() })
+        Ok(Planned { binary, functions, plans, symbols, own_dwarf: OnceLock::new(), types_for: None })
     }
 }
 
@@ -130,6 +130,9 @@ struct Planned {
     /// use: a big binary's DWARF takes seconds and hundreds of MB to read,
     /// and a spec of source lines needs none of it.
     own_dwarf: OnceLock<Option<Dwarf>>,
+    /// When set before the first [`Planned::types`] call, the target's
+    /// DWARF is read for these functions only (see [`Binary::dwarf_for`]).
+    types_for: Option<Vec<String>>,
 }
 
 impl Planned {
@@ -142,7 +145,10 @@ impl Planned {
         if let Some(dwarf) = self.own_dwarf.get() {
             return Ok(dwarf.as_ref());
         }
-        let dwarf = self.binary.dwarf()?;
+        let dwarf = match &self.types_for {
+            Some(names) => self.binary.dwarf_for(&names.iter().map(String::as_str).collect::<Vec<_>>())?,
+            None => self.binary.dwarf()?,
+        };
         Ok(self.own_dwarf.get_or_init(|| dwarf).as_ref())
     }
 

@@ -318,37 +318,49 @@ impl Binary {
         // Each table's pages go once it is read: on a kube-apiserver they
         // are tens of MB, and nothing reads them again while planning.
         self.release_pages();
-        let pcln = match self.pclntab {
-            Some(_) => Some(self.pclntab_functions_with(symtab.as_ref(), true)?),
-            None => None,
+        if self.pclntab.is_none() {
+            return Err(ResolveError::NotGo { path: self.path.clone() });
+        }
+        let Some(symtab) = symtab else {
+            let pcln = self.pclntab_functions_with(None, true)?;
+            self.release_pages();
+            return Ok(pcln);
         };
-        self.release_pages();
-        let (mut out, mut pcln) = match (symtab, pcln) {
-            (_, None) => return Err(ResolveError::NotGo { path: self.path.clone() }),
-            (None, Some(p)) => return Ok(p),
-            (Some(s), Some(p)) => (s.functions, p),
-        };
-        let mut covered = vec![false; pcln.len()];
-        let mut before: Option<&Function> = None;
-        for f in out.iter_mut() {
-            // Sorted by entry, so the first match is the leftmost.
-            let i = pcln.partition_point(|p| p.entry < f.entry);
-            if let Some(p) = pcln.get_mut(i).filter(|p| p.entry == f.entry) {
-                f.line = p.line;
-                match covered.get_mut(i) {
-                    Some(c) if !*c => {
-                        // A covered pclntab entry is not kept: its file moves.
-                        f.file = p.file.take();
-                        *c = true;
-                    }
-                    // Two symbols at one entry, side by side (symtab is
-                    // sorted): the second takes the first's file.
-                    _ => f.file = before.filter(|b| b.entry == f.entry).and_then(|b| b.file.clone()),
+        let Some(table) = self.pclntab_table(Some(&symtab)) else { return Ok(symtab.functions) };
+        let table = table?;
+        // The pclntab's functions are merged into the symtab's as they are
+        // read, never held as a second table: the first at an entry the
+        // symtab has gives those symbols its file and line; the others are
+        // kept apart and added.
+        let entries: Vec<u64> = symtab.functions.iter().map(|f| f.entry).collect();
+        let mut out = symtab.functions;
+        let mut extra: Vec<Function> = Vec::new();
+        let mut last: Option<u64> = None;
+        let merge = |p: Function| {
+            let first_here = last != Some(p.entry);
+            last = Some(p.entry);
+            let i = out.partition_point(|f| f.entry < p.entry);
+            let here = out.get_mut(i..).unwrap_or_default().iter_mut().take_while(|f| f.entry == p.entry);
+            let mut any = false;
+            if first_here {
+                for f in here {
+                    f.line = p.line;
+                    f.file.clone_from(&p.file);
+                    any = true;
                 }
             }
-            before = Some(f);
-        }
-        out.extend(pcln.into_iter().zip(covered).filter(|(_, c)| !c).map(|(p, _)| p));
+            if !any {
+                extra.push(p);
+            }
+        };
+        let named = |entry: u64| entries.binary_search(&entry).is_ok();
+        table.each_function(named, || self.release_pages(), merge).map_err(|e| e.at(&self.path))?;
+        self.release_pages();
+        drop(entries);
+        // Exactly: the table is already tens of MB, and doubling it for a
+        // few functions only the pclntab names would cost as much again.
+        out.reserve_exact(extra.len());
+        out.extend(extra);
         out.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
     }
@@ -374,7 +386,15 @@ impl Binary {
     /// is read on demand); `Ok(None)` when it was stripped. Each call reads
     /// it again, so keep the result.
     pub fn dwarf(&self) -> Result<Option<Dwarf>, ResolveError> {
-        Dwarf::load(&self.path, Arc::clone(&self.data))
+        Dwarf::load(&self.path, Arc::clone(&self.data), None)
+    }
+
+    /// [`Binary::dwarf`] for the functions named `names` and the types
+    /// only: the units of other functions are read and given back, so a
+    /// kube-apiserver's 38.5 MB of `.debug_info` keep about a third
+    /// resident. Their parameters are `None`, and the full lists refused.
+    pub fn dwarf_for(&self, names: &[&str]) -> Result<Option<Dwarf>, ResolveError> {
+        Dwarf::load(&self.path, Arc::clone(&self.data), Some(names))
     }
 
     /// The function named exactly `name`. Lists every function, so callers
@@ -425,15 +445,25 @@ impl Binary {
     /// same entry have an empty name (the merge in [`Binary::functions`]
     /// keeps the symtab's). The pages read are released as it goes.
     fn pclntab_functions_with(&self, symtab: Option<&Symtab>, unnamed: bool) -> Result<Vec<Function>, ResolveError> {
-        let Some(header) = self.pclntab_header(None) else { return Ok(Vec::new()) };
-        let mut table = header?;
-        if table.text_start() == Some(0) {
-            table = self.pclntab_header(self.text_base(symtab)).unwrap_or(Ok(table))?;
-        }
+        let Some(table) = self.pclntab_table(symtab) else { return Ok(Vec::new()) };
+        let table = table?;
         let named = |entry: u64| {
             unnamed && symtab.is_some_and(|s| s.functions.binary_search_by(|f| f.entry.cmp(&entry)).is_ok())
         };
         table.functions_with(named, || self.release_pages()).map_err(|e| e.at(&self.path))
+    }
+
+    /// The pclntab, its text start taken from elsewhere when its header
+    /// leaves it 0; `None` when the binary has none.
+    fn pclntab_table(&self, symtab: Option<&Symtab>) -> Option<Result<Pclntab<'_>, ResolveError>> {
+        let table = match self.pclntab_header(None)? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        if table.text_start() == Some(0) {
+            return Some(self.pclntab_header(self.text_base(symtab)).unwrap_or(Ok(table)));
+        }
+        Some(Ok(table))
     }
 
     /// Where Go text starts, for pclntabs whose header leaves `textStart` 0

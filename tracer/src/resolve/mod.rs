@@ -60,8 +60,9 @@ pub struct Function {
     pub entry: u64,
     /// Virtual address one past the last byte of the function.
     pub end: u64,
-    /// Source file of the entry, when the source knows it.
-    pub file: Option<String>,
+    /// Source file of the entry, when the source knows it. Shared: a
+    /// kube-apiserver's 140,000 functions come from about 15,000 files.
+    pub file: Option<std::sync::Arc<str>>,
     /// Source line of the entry, when the source knows it.
     pub line: Option<u32>,
     /// Which table this came from.

@@ -46,7 +46,7 @@ pub(super) fn functions(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<Vec<Functi
             name,
             entry: sub.entry,
             end: sub.end,
-            file: sub.file.clone(),
+            file: sub.file.as_deref().map(Into::into),
             line: sub.line,
             source: Source::Dwarf,
         });

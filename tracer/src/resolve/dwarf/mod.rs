@@ -36,6 +36,7 @@ mod dies;
 mod full;
 mod inline;
 mod lines;
+mod sparse;
 
 use dies::Cx;
 use lines::LineTable;
@@ -167,7 +168,11 @@ pub struct Dwarf {
     path: PathBuf,
     /// The decompressed sections the indexes and lookups read (the others
     /// are left empty).
-    sections: gimli::DwarfSections<Vec<u8>>,
+    sections: gimli::DwarfSections<Buf>,
+    /// Read for a few functions ([`Dwarf::load`] with a list): the bytes
+    /// of `.debug_info` kept, of all. The units of other functions are
+    /// gone, and the full lists with them.
+    sparse: Option<(usize, usize)>,
     /// The file, for the sections only [`Dwarf::functions`] and friends
     /// read (line tables, range lists), decompressed on first use: about
     /// 30 MB for kube-apiserver that a tracing run never needs. `None`
@@ -239,6 +244,14 @@ struct Later {
 }
 
 impl Dwarf {
+    /// For a read limited to a few functions ([`Binary::dwarf_for`]): the
+    /// bytes of `.debug_info` it kept, and all of them.
+    ///
+    /// [`Binary::dwarf_for`]: super::Binary::dwarf_for
+    pub fn sparse(&self) -> Option<(usize, usize)> {
+        self.sparse
+    }
+
     /// Reads the sections loaded at first, without line tables.
     fn cx(&self) -> Cx<'_> {
         Cx::new(self.sections.borrow(|s| EndianSlice::new(s, LittleEndian)), &self.units, false)
@@ -278,6 +291,11 @@ impl Dwarf {
         cell: &'s OnceLock<Result<T, String>>,
         read: fn(&gimli::Dwarf<R<'_>>) -> gimli::Result<T>,
     ) -> Result<&'s T, ResolveError> {
+        if let Some((kept, all)) = self.sparse {
+            return Err(self.corrupt(&format!(
+                "read for a few functions ({kept} of {all} bytes kept): the full lists need Binary::dwarf"
+            )));
+        }
         let value = cell.get_or_init(|| {
             let cx = self.cx_lines().map_err(|e| match e {
                 ResolveError::Corrupt { reason, .. } => reason,
@@ -478,20 +496,46 @@ impl Dwarf {
     }
 
     /// Reads the DWARF of the ELF image `data`; `Ok(None)` when it has no
-    /// `.debug_info` (e.g. built with `-w`).
-    pub(super) fn load(path: &Path, data: Arc<Bytes>) -> Result<Option<Dwarf>, ResolveError> {
+    /// `.debug_info` (e.g. built with `-w`). With `only`, what it reads
+    /// describes those functions (by name) and every named type, and
+    /// keeps little else resident: [`Dwarf::params`] of other functions
+    /// is `None`, and the full lists ([`Dwarf::functions`] and friends)
+    /// are refused.
+    pub(super) fn load(path: &Path, data: Arc<Bytes>, only: Option<&[&str]>) -> Result<Option<Dwarf>, ResolveError> {
         let corrupt = |reason: String| ResolveError::Corrupt { path: path.to_path_buf(), table: ".debug_info", reason };
         let file = object::File::parse(&**data).map_err(|e| corrupt(format!("ELF: {e}")))?;
         if file.section_by_name(".debug_info").is_none() {
             return Ok(None);
         }
         let limit = (data.len() as u64).saturating_mul(MAX_INFLATE_RATIO);
-        let sections = gimli::DwarfSections::load(|id: SectionId| -> Result<Vec<u8>, ResolveError> {
-            if !NEEDED.contains(&id) {
-                return Ok(Vec::new());
+        let section = |id: SectionId| -> Result<Buf, ResolveError> {
+            if !NEEDED.contains(&id) || (only.is_some() && id == SectionId::DebugInfo) {
+                return Ok(Buf::default());
             }
-            decompress(&file, id, limit).map_err(corrupt)
-        })?;
+            decompress(&file, id, limit).map(Buf::Heap).map_err(corrupt)
+        };
+        let mut sections = gimli::DwarfSections::load(section)?;
+        let sparse = match only {
+            Some(names) => {
+                let wanted = names.iter().map(|n| hash(n)).collect();
+                sparse::read(&file, &sections, &wanted, limit).map_err(corrupt)?
+            }
+            None => None,
+        };
+        let mut dwarf = match sparse {
+            Some(sparse::Sparse { info, index, kept }) => {
+                let all = info.len();
+                sections.debug_info = Buf::Map(info).into();
+                index.finish(path, sections, Some((kept, all)))
+            }
+            None => {
+                if only.is_some() {
+                    let info = decompress(&file, SectionId::DebugInfo, limit).map_err(corrupt)?;
+                    sections.debug_info = Buf::Heap(info).into();
+                }
+                Dwarf::from_sections(path, sections).map_err(|e| corrupt(e.to_string()))?
+            }
+        };
         // Their compressed bytes are not read again: do not keep them
         // resident (about 11 MB for kube-apiserver).
         for id in NEEDED {
@@ -501,73 +545,135 @@ impl Dwarf {
                 data.release(offset, len);
             }
         }
-        let mut dwarf = Dwarf::from_sections(path, sections).map_err(|e| corrupt(e.to_string()))?;
         dwarf.file = Some((data, limit));
         Ok(Some(dwarf))
     }
 
     /// Indexes `sections`: one pass over every DIE.
-    fn from_sections(path: &Path, sections: gimli::DwarfSections<Vec<u8>>) -> gimli::Result<Dwarf> {
-        let mut units = Vec::new();
-        let mut types = Vec::new();
-        // Named subprograms by offset, for names through abstract origins.
-        let mut named: Vec<(u64, u64)> = Vec::new();
-        // Functions with code: offset, and their name's hash or their origin.
-        let mut code: Vec<(u64, Result<u64, u64>)> = Vec::new();
-        let mut abbreviations = dies::Abbreviations::new();
+    fn from_sections(path: &Path, sections: gimli::DwarfSections<Buf>) -> gimli::Result<Dwarf> {
+        let mut index = Indexer::default();
         {
             let dwarf = sections.borrow(|s| EndianSlice::new(s, LittleEndian));
             let mut headers = dwarf.units();
             while let Some(header) = headers.next()? {
-                units.push(header.offset().0 as u64);
-                let unit = dies::unit(&dwarf, header, false, &mut abbreviations)?;
-                let mut cursor = unit.entries();
-                while let Some(die) = cursor.next_dfs()? {
-                    let tag = die.tag();
-                    if tag != gimli::DW_TAG_subprogram && !is_type_tag(tag) {
-                        continue;
-                    }
-                    let Some(offset) = global(&unit, die.offset()) else { continue };
-                    let name = die
-                        .attr_value(gimli::DW_AT_name)
-                        .and_then(|v| dwarf.attr_string(&unit, v).ok())
-                        .map(|s| hash(&String::from_utf8_lossy(s.slice())));
-                    if tag != gimli::DW_TAG_subprogram {
-                        types.extend(name.map(|h| (h, offset)));
-                        continue;
-                    }
-                    if let Some(h) = name {
-                        named.push((offset, h));
-                    }
-                    if code_range(&dwarf, &unit, die).is_some() {
-                        let origin = die.attr_value(gimli::DW_AT_abstract_origin).and_then(|v| reference(&unit, v));
-                        match (name, origin) {
-                            (Some(h), _) => code.push((offset, Ok(h))),
-                            (None, Some(o)) => code.push((offset, Err(o))),
-                            (None, None) => {}
-                        }
-                    }
+                index.unit(&dwarf, header)?;
+            }
+        }
+        Ok(index.finish(path, sections, None))
+    }
+}
+
+/// A section's bytes: on the heap, or (`.debug_info` read for a few
+/// functions, see [`sparse`]) an anonymous map whose unneeded units were
+/// given back to the kernel.
+enum Buf {
+    Heap(Vec<u8>),
+    Map(memmap2::Mmap),
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Buf::Heap(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Heap(v) => v,
+            Buf::Map(m) => m,
+        }
+    }
+}
+
+/// What the pass over the DIEs gathers, one unit after another.
+#[derive(Default)]
+struct Indexer {
+    units: Vec<u64>,
+    /// Named type DIEs: (name hash, offset).
+    types: Vec<(u64, u64)>,
+    /// Named subprograms: (offset, name hash), ascending because units are
+    /// read in order; for names through abstract origins.
+    named: Vec<(u64, u64)>,
+    /// Functions with code: offset, and their name's hash or their origin.
+    code: Vec<(u64, Result<u64, u64>)>,
+    abbreviations: dies::Abbreviations,
+}
+
+/// What [`Indexer::unit`] found in one unit.
+#[derive(Default)]
+struct UnitFacts {
+    /// A type DIE at the unit's top level (Go's linker writes every named
+    /// type into one unit, `runtime`'s).
+    types: bool,
+    /// A function with code whose origin lies in a later unit: its name is
+    /// not known yet.
+    later_origin: bool,
+}
+
+impl Indexer {
+    /// Indexes the unit of `header`.
+    fn unit(&mut self, dwarf: &gimli::Dwarf<R<'_>>, header: gimli::UnitHeader<R<'_>>) -> gimli::Result<UnitFacts> {
+        let start = header.offset().0 as u64;
+        self.units.push(start);
+        let named_from = self.named.len();
+        let code_from = self.code.len();
+        let mut facts = UnitFacts::default();
+        let unit = dies::unit(dwarf, header, false, &mut self.abbreviations)?;
+        let mut cursor = unit.entries();
+        while let Some(die) = cursor.next_dfs()? {
+            let tag = die.tag();
+            if tag != gimli::DW_TAG_subprogram && !is_type_tag(tag) {
+                continue;
+            }
+            let Some(offset) = global(&unit, die.offset()) else { continue };
+            let name = die
+                .attr_value(gimli::DW_AT_name)
+                .and_then(|v| dwarf.attr_string(&unit, v).ok())
+                .map(|s| hash(&String::from_utf8_lossy(s.slice())));
+            if tag != gimli::DW_TAG_subprogram {
+                facts.types |= die.depth() == 1;
+                self.types.extend(name.map(|h| (h, offset)));
+                continue;
+            }
+            if let Some(h) = name {
+                self.named.push((offset, h));
+            }
+            if code_range(dwarf, &unit, die).is_some() {
+                let origin = die.attr_value(gimli::DW_AT_abstract_origin).and_then(|v| reference(&unit, v));
+                match (name, origin) {
+                    (Some(h), _) => self.code.push((offset, Ok(h))),
+                    (None, Some(o)) => self.code.push((offset, Err(o))),
+                    (None, None) => {}
                 }
             }
         }
+        let (own, named) = (self.code.get(code_from..), self.named.get(named_from..));
+        facts.later_origin = own
+            .unwrap_or_default()
+            .iter()
+            .any(|&(_, h)| h.is_err_and(|o| o >= start && name_in(named.unwrap_or_default(), o).is_none()));
+        Ok(facts)
+    }
+
+    fn finish(self, path: &Path, sections: gimli::DwarfSections<Buf>, sparse: Option<(usize, usize)>) -> Dwarf {
+        let Indexer { mut units, mut types, mut named, code, .. } = self;
         named.sort_unstable();
-        let name_of = |o: u64| {
-            let i = named.partition_point(|e| e.0 < o);
-            named.get(i).filter(|e| e.0 == o).map(|e| e.1)
-        };
         let mut functions: Vec<(u64, u64)> = code
             .into_iter()
-            .filter_map(|(o, h)| Some((h.or_else(|origin| name_of(origin).ok_or(())).ok()?, o)))
+            .filter_map(|(o, h)| Some((h.or_else(|origin| name_in(&named, origin).ok_or(())).ok()?, o)))
             .collect();
         functions.sort_unstable();
         types.sort_unstable();
         units.sort_unstable();
         let params = functions.iter().map(|_| OnceLock::new()).collect();
-        Ok(Dwarf {
+        Dwarf {
             path: path.to_path_buf(),
             sections,
             file: None,
             later: OnceLock::new(),
+            sparse,
             units,
             functions: Index(functions),
             params,
@@ -575,8 +681,15 @@ impl Dwarf {
             entries: OnceLock::new(),
             all_functions: OnceLock::new(),
             inlined: OnceLock::new(),
-        })
+        }
     }
+}
+
+/// The name hash of the subprogram at offset `o` in `named` (sorted by
+/// offset).
+fn name_in(named: &[(u64, u64)], o: u64) -> Option<u64> {
+    let i = named.partition_point(|e| e.0 < o);
+    named.get(i).filter(|e| e.0 == o).map(|e| e.1)
 }
 
 /// The sections decompressed at load; the [`Later`] ones are on first

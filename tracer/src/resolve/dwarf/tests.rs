@@ -115,12 +115,12 @@ fn build(dies: &[TestDie]) -> (Dwarf, Vec<u64>) {
     info.push(0);
     let len = (info.len() - 4) as u32;
     info[..4].copy_from_slice(&len.to_le_bytes());
-    let sections = gimli::DwarfSections::load(|id| -> Result<Vec<u8>, ()> {
-        Ok(match id {
+    let sections = gimli::DwarfSections::load(|id| -> Result<Buf, ()> {
+        Ok(Buf::Heap(match id {
             SectionId::DebugInfo => info.clone(),
             SectionId::DebugAbbrev => abbrev.clone(),
             _ => Vec::new(),
-        })
+        }))
     })
     .unwrap();
     (Dwarf::from_sections(Path::new("test"), sections).unwrap(), offsets)

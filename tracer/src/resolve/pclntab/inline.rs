@@ -62,7 +62,7 @@ impl Pclntab<'_> {
         let mut out = Vec::new();
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
         let mut names: HashMap<u64, String> = HashMap::new();
-        let mut files: HashMap<u64, Option<String>> = HashMap::new();
+        let mut files: HashMap<u64, Option<std::sync::Arc<str>>> = HashMap::new();
         self.each_func(|entry, next, func| {
             let tree = match self.funcdata(func, FUNCDATA_INL_TREE)? {
                 None => None,
@@ -114,7 +114,7 @@ struct Walk<'t, 'a> {
     file_runs: &'t [Run],
     line_runs: &'t [Run],
     names: &'t mut HashMap<u64, String>,
-    files: &'t mut HashMap<u64, Option<String>>,
+    files: &'t mut HashMap<u64, Option<std::sync::Arc<str>>>,
     budget: &'t mut usize,
 }
 
@@ -197,7 +197,9 @@ impl Walk<'_, '_> {
 
     fn file_at(&mut self, pc: u64) -> Result<Option<String>, Malformed> {
         match value_at(self.file_runs, pc) {
-            Some(fno) => self.table.file_name(fno, self.cu_offset, self.files, self.budget),
+            Some(fno) => {
+                Ok(self.table.file_name(fno, self.cu_offset, self.files, self.budget)?.as_deref().map(str::to_owned))
+            }
             None => Ok(None),
         }
     }

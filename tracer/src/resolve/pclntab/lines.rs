@@ -67,7 +67,7 @@ impl Pclntab<'_> {
     pub fn line_ranges(&self, wants_file: &mut dyn FnMut(&str) -> bool) -> Result<Vec<LineRange>, Malformed> {
         let mut out = Vec::new();
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
-        let mut names: HashMap<u64, Option<String>> = HashMap::new();
+        let mut names: HashMap<u64, Option<std::sync::Arc<str>>> = HashMap::new();
         self.each_func(|entry, end, func| {
             self.function_lines(func, entry, end, wants_file, &mut names, &mut budget, &mut out)
         })?;
@@ -82,13 +82,13 @@ impl Pclntab<'_> {
         entry: u64,
         end: u64,
         wants_file: &mut dyn FnMut(&str) -> bool,
-        names: &mut HashMap<u64, Option<String>>,
+        names: &mut HashMap<u64, Option<std::sync::Arc<str>>>,
         budget: &mut usize,
         out: &mut Vec<LineRange>,
     ) -> Result<(), Malformed> {
         let files = self.runs(func.pcfile, entry, end)?;
         // File numbers of this function that name a wanted file.
-        let mut wanted: HashMap<i64, Option<String>> = HashMap::new();
+        let mut wanted: HashMap<i64, Option<std::sync::Arc<str>>> = HashMap::new();
         for run in &files {
             if let std::collections::hash_map::Entry::Vacant(slot) = wanted.entry(run.value) {
                 let name = self.file_name(run.value, func.cu_offset, names, budget)?;
@@ -117,11 +117,11 @@ impl Pclntab<'_> {
                             if last.function == entry
                                 && last.end == start
                                 && last.line == line
-                                && last.file == *file =>
+                                && *last.file == **file =>
                         {
                             last.end = stop;
                         }
-                        _ => out.push(LineRange { function: entry, start, end: stop, file: file.clone(), line }),
+                        _ => out.push(LineRange { function: entry, start, end: stop, file: file.to_string(), line }),
                     }
                 }
                 j += 1;

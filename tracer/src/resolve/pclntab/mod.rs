@@ -13,7 +13,7 @@
 mod inline;
 mod lines;
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 pub use inline::InlinedCall;
 pub use lines::LineRange;
@@ -250,28 +250,41 @@ impl<'a> Pclntab<'a> {
     pub fn functions_with(
         &self,
         named: impl Fn(u64) -> bool,
-        mut release: impl FnMut(),
+        release: impl FnMut(),
     ) -> Result<Vec<Function>, Malformed> {
         let mut out = Vec::with_capacity(self.nfunc);
+        self.each_function(named, release, |f| out.push(f))?;
+        Ok(out)
+    }
+
+    /// [`Pclntab::functions_with`], giving each function to `each` in
+    /// entry order instead of keeping them.
+    pub fn each_function(
+        &self,
+        named: impl Fn(u64) -> bool,
+        mut release: impl FnMut(),
+        mut each: impl FnMut(Function),
+    ) -> Result<(), Malformed> {
         // Real tables name each function once, so scanning every name costs
         // about the table's size; the budget stops a hostile table from
         // pointing every function at one long unterminated run.
         let mut budget = self.whole.len().saturating_mul(2).saturating_add(1 << 20);
-        let mut files: HashMap<u64, Option<String>> = HashMap::new();
+        let mut files: HashMap<u64, Option<Arc<str>>> = HashMap::new();
+        let mut n = 0usize;
         self.each_func(|entry, end, func| {
-            if out.len() % RELEASE_EVERY == RELEASE_EVERY - 1 {
+            if n % RELEASE_EVERY == RELEASE_EVERY - 1 {
                 release();
             }
+            n += 1;
             let name = if named(entry) { String::new() } else { cstr(self.funcnames, func.nameoff, &mut budget)? };
             let file = match self.pcvalue(func.pcfile, entry)? {
                 Some(fno) => self.file_name(fno, func.cu_offset, &mut files, &mut budget)?,
                 None => None,
             };
             let line = self.pcvalue(func.pcln, entry)?.and_then(|l| u32::try_from(l).ok());
-            out.push(Function { name, entry, end, file, line, source: Source::Pclntab });
+            each(Function { name, entry, end, file, line, source: Source::Pclntab });
             Ok(())
-        })?;
-        Ok(out)
+        })
     }
 
     /// Calls `each(entry, end, fields)` for every function in functab
@@ -395,9 +408,9 @@ impl<'a> Pclntab<'a> {
         &self,
         fno: i64,
         cu_offset: u64,
-        cache: &mut HashMap<u64, Option<String>>,
+        cache: &mut HashMap<u64, Option<Arc<str>>>,
         budget: &mut usize,
-    ) -> Result<Option<String>, Malformed> {
+    ) -> Result<Option<Arc<str>>, Malformed> {
         let Ok(fno) = u64::try_from(fno) else { return Ok(None) };
         let (index_table, names) = match self.version {
             PclnVersion::Go12 => (self.filetab, self.whole),
@@ -412,7 +425,7 @@ impl<'a> Pclntab<'a> {
         if let Some(name) = cache.get(&name_off) {
             return Ok(name.clone());
         }
-        let name = Some(cstr(names, name_off, budget)?);
+        let name: Option<Arc<str>> = Some(cstr(names, name_off, budget)?.into());
         cache.insert(name_off, name.clone());
         Ok(name)
     }
