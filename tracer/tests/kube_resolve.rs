@@ -730,3 +730,57 @@ fn dwarf_read_for_the_probed_functions_agrees_with_the_whole_read() {
     }
     assert!(!builds.is_empty());
 }
+
+/// `attach` without a trace file reads only the functions its spec may
+/// select (`spec::name_filter`, `Binary::functions_where`). Planning from
+/// those must give the plans planning from every function gives, for the
+/// presets, the seeds' Delve-style locations, a glob and an exact symbol,
+/// on every kube-apiserver build and on targets/apiserver.
+#[test]
+fn plans_from_the_functions_a_spec_may_select_equal_plans_from_all() {
+    let mut paths: Vec<(String, PathBuf)> = Vec::new();
+    for v in [Kube::Debug, Kube::Release, Kube::Stripped] {
+        paths.extend(kube(v).map(|p| (format!("kube-apiserver {v}"), p)));
+    }
+    for v in [testkit::Variant::Debug, testkit::Variant::Optimized, testkit::Variant::Gopath] {
+        match testkit::target_binary(v) {
+            Ok(p) => paths.push((format!("targets/apiserver {v}"), p)),
+            Err(e) => assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}"),
+        }
+    }
+    let specs = [
+        "storage,authn,authz,admission",
+        "all",
+        "staging/src/k8s.io/apiserver/pkg/endpoints/filters/authentication.go:withAuthentication",
+        "k8s.io/apiserver/pkg/storage/etcd3.(*store).*",
+        "k8s.io/apiserver/pkg/storage/etcd3.(*store).Get",
+        "k8s.io/apiserver/pkg/endpoints/filters/authorization.go:WithAuthorization",
+    ];
+    for (what, path) in &paths {
+        let o = open(path);
+        for spec in specs {
+            let items = spec::parse(spec).unwrap();
+            let Ok(all) = sites::plan_items(&o.binary, &o.functions, &items) else { continue };
+            let filter = spec::name_filter(&items).expect("a filter");
+            let keep = |name: &str| filter(name) || name == "runtime.goexit1" || name.starts_with("runtime.morestack");
+            let some = o.binary.functions_where(Some(&keep)).unwrap();
+            if !items.iter().all(|i| spec::select_item(i, &some).is_ok()) {
+                // `attach` plans such a spec from every function: only one
+                // whose item selects no out-of-line function may be it
+                // (its inlined copies are found through their callers).
+                assert!(items.iter().any(|i| spec::select_item(i, &o.functions).is_err()), "{what}: {spec}");
+                eprintln!("{what}: {spec}: planned from every function (inlined copies)");
+                continue;
+            }
+            let from_some = sites::plan_items(&o.binary, &some, &items).unwrap();
+            assert_eq!(from_some, all, "{what}: {spec}");
+            // The same functions, with the same files and lines.
+            for f in &some {
+                assert!(o.functions.contains(f), "{what}: {f:?}");
+            }
+            assert!(some.len() * 20 < o.functions.len(), "{what}: {spec}: {} of {}", some.len(), o.functions.len());
+            eprintln!("{what}: {spec}: {} plans from {} of {} functions", all.len(), some.len(), o.functions.len());
+        }
+    }
+    assert!(!paths.is_empty());
+}

@@ -212,11 +212,12 @@ pub fn run(args: &AttachArgs) -> Result<(), Error> {
     crate::target::check_one_file(args.target.pids())?;
     // Bound before the slow part, so a busy port fails at once.
     let metrics = args.serve_metrics.map(serve_metrics).transpose()?;
-    let mut planned = args.target.plan_all(&args.funcs, args.symbols.as_deref())?;
-    // Every function of the binary is needed only for the goexit probe and
-    // to name the callers in trace records; without a trace file the table
-    // (tens of MB on a kube-apiserver) goes before the DWARF is read, and
-    // so do the file's pages read for it.
+    // Every function of the binary is needed only to name the callers in
+    // trace records: without a trace file, only those the spec selects are
+    // read (the whole table is tens of MB on a kube-apiserver). Either
+    // table goes before the DWARF is read, and so do the file's pages read
+    // for it.
+    let mut planned = args.target.plan(&args.funcs, args.symbols.as_deref(), args.output.is_none())?;
     let goexit = session::goexit_plan(&planned.binary, &planned.functions);
     let base_sym = if args.output.is_some() { Symbolizer::new(&planned.functions, 0) } else { Symbolizer::empty() };
     planned.functions = Vec::new();

@@ -100,10 +100,28 @@ impl TargetArgs {
     /// hold the same code for every probed function). The binary's own
     /// DWARF is not read here; see [`Planned::types`].
     fn plan_all(&self, spec: &str, symbols: Option<&Path>) -> Result<Planned, Error> {
+        self.plan(spec, symbols, false)
+    }
+
+    /// [`TargetArgs::plan_all`]; with `selected_only`, [`Planned::functions`]
+    /// holds only the functions the spec may select (and the runtime's
+    /// `goexit1` and `morestack`), not the hundred thousand others of a
+    /// kube-apiserver. The plans are the same; a spec whose items do not
+    /// all select something there is planned with every function.
+    fn plan(&self, spec: &str, symbols: Option<&Path>, selected_only: bool) -> Result<Planned, Error> {
         let binary = self.open()?;
         binary.check_go()?;
-        let functions = binary.functions()?;
-        let plans = crate::plan::sites::plan_items(&binary, &functions, &spec::parse(spec)?)?;
+        let items = spec::parse(spec)?;
+        let functions = match spec::name_filter(&items).filter(|_| selected_only) {
+            Some(filter) => {
+                let keep =
+                    |name: &str| filter(name) || name == "runtime.goexit1" || name.starts_with("runtime.morestack");
+                let some = binary.functions_where(Some(&keep))?;
+                if items.iter().all(|i| spec::select_item(i, &some).is_ok()) { some } else { binary.functions()? }
+            }
+            None => binary.functions()?,
+        };
+        let plans = crate::plan::sites::plan_items(&binary, &functions, &items)?;
         let symbols = match symbols {
             None => None,
             Some(path) => {

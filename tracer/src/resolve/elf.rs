@@ -314,17 +314,41 @@ impl Binary {
     /// elides them (`main.Sum[...]`), and marks assembly functions that also
     /// have a register-ABI wrapper with `.abi0`.
     pub fn functions(&self) -> Result<Vec<Function>, ResolveError> {
-        let symtab = self.symtab()?;
+        self.functions_where(None)
+    }
+
+    /// [`Binary::functions`] keeping only those whose name `keep` accepts
+    /// (all when `None`): the same functions with the same files and lines,
+    /// without holding the others' names at any point.
+    pub fn functions_where(&self, keep: Option<&dyn Fn(&str) -> bool>) -> Result<Vec<Function>, ResolveError> {
+        let symtab = match self.sections.is_empty() {
+            true => None,
+            false => {
+                let keep_bytes = keep.map(|k| move |name: &[u8]| k(&String::from_utf8_lossy(name)));
+                let keep_bytes = keep_bytes.as_ref().map(|k| k as symtab::KeepName<'_>);
+                symtab::parse_symtab_where(&self.data, keep_bytes, || self.release_pages())
+                    .map_err(|e| e.at(&self.path))?
+            }
+        };
         // Each table's pages go once it is read: on a kube-apiserver they
         // are tens of MB, and nothing reads them again while planning.
         self.release_pages();
         if self.pclntab.is_none() {
             return Err(ResolveError::NotGo { path: self.path.clone() });
         }
-        let Some(symtab) = symtab else {
-            let pcln = self.pclntab_functions_with(None, true)?;
+        let kept = |f: &Function| keep.is_none_or(|k| k(&f.name));
+        let Some((symtab, entries)) = symtab else {
+            let mut out = Vec::new();
+            if let Some(table) = self.pclntab_table(None) {
+                let each = |f: Function| {
+                    if kept(&f) {
+                        out.push(f);
+                    }
+                };
+                table?.each_function(|_| false, || self.release_pages(), each).map_err(|e| e.at(&self.path))?;
+            }
             self.release_pages();
-            return Ok(pcln);
+            return Ok(out);
         };
         let Some(table) = self.pclntab_table(Some(&symtab)) else { return Ok(symtab.functions) };
         let table = table?;
@@ -332,31 +356,25 @@ impl Binary {
         // read, never held as a second table: the first at an entry the
         // symtab has gives those symbols its file and line; the others are
         // kept apart and added.
-        let entries: Vec<u64> = symtab.functions.iter().map(|f| f.entry).collect();
         let mut out = symtab.functions;
         let mut extra: Vec<Function> = Vec::new();
         let mut last: Option<u64> = None;
         let merge = |p: Function| {
             let first_here = last != Some(p.entry);
             last = Some(p.entry);
-            let i = out.partition_point(|f| f.entry < p.entry);
-            let here = out.get_mut(i..).unwrap_or_default().iter_mut().take_while(|f| f.entry == p.entry);
-            let mut any = false;
-            if first_here {
-                for f in here {
+            if first_here && entries.binary_search(&p.entry).is_ok() {
+                let i = out.partition_point(|f| f.entry < p.entry);
+                for f in out.get_mut(i..).unwrap_or_default().iter_mut().take_while(|f| f.entry == p.entry) {
                     f.line = p.line;
                     f.file.clone_from(&p.file);
-                    any = true;
                 }
-            }
-            if !any {
+            } else if kept(&p) {
                 extra.push(p);
             }
         };
         let named = |entry: u64| entries.binary_search(&entry).is_ok();
         table.each_function(named, || self.release_pages(), merge).map_err(|e| e.at(&self.path))?;
         self.release_pages();
-        drop(entries);
         // Exactly: the table is already tens of MB, and doubling it for a
         // few functions only the pclntab names would cost as much again.
         out.reserve_exact(extra.len());

@@ -14,6 +14,11 @@ use object::{
 use super::{Function, Source, pclntab::Malformed};
 
 const TABLE: &str = ".symtab";
+/// A test on a symbol's name, for [`parse_symtab_where`].
+pub type KeepName<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+/// Symbols read between calls of the `release` callback.
+const RELEASE_EVERY: usize = 16384;
 
 /// What `.symtab` says about the program's functions.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +35,18 @@ pub struct Symtab {
 /// Reads `.symtab` from a whole little-endian ELF64 file. `Ok(None)` when the
 /// file has no `.symtab` (stripped, or section headers removed).
 pub fn parse_symtab(file: &[u8]) -> Result<Option<Symtab>, Malformed> {
+    Ok(parse_symtab_where(file, None, || {})?.map(|(s, _)| s))
+}
+
+/// [`parse_symtab`], keeping only the functions whose name `keep` accepts
+/// (all when `None`), with the sorted entries of all of them. `release`
+/// is called every [`RELEASE_EVERY`] symbols, for the caller to let the
+/// kernel drop the table pages read so far.
+pub fn parse_symtab_where(
+    file: &[u8],
+    keep: Option<KeepName<'_>>,
+    mut release: impl FnMut(),
+) -> Result<Option<(Symtab, Vec<u64>)>, Malformed> {
     let bad = |e: object::read::Error| Malformed::new(TABLE, e.to_string());
     let header = elf::FileHeader64::<LE>::parse(file).map_err(bad)?;
     let sections = header.sections(LE, file).map_err(bad)?;
@@ -42,8 +59,15 @@ pub fn parse_symtab(file: &[u8]) -> Result<Option<Symtab>, Malformed> {
     // 140,000 functions would reserve room for 262,144.
     let is_code =
         |sym: &elf::Sym64<LE>| !sym.is_undefined(LE) && sym.st_type() == elf::STT_FUNC && sym.st_size(LE) != 0;
-    out.functions.reserve_exact(symbols.iter().filter(|s| is_code(s)).count());
-    for sym in symbols.iter() {
+    let code = symbols.iter().filter(|s| is_code(s)).count();
+    let mut entries = Vec::with_capacity(code);
+    if keep.is_none() {
+        out.functions.reserve_exact(code);
+    }
+    for (i, sym) in symbols.iter().enumerate() {
+        if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
+            release();
+        }
         if sym.is_undefined(LE) {
             continue;
         }
@@ -66,6 +90,10 @@ pub fn parse_symtab(file: &[u8]) -> Result<Option<Symtab>, Malformed> {
             continue;
         }
         let end = entry.checked_add(size).ok_or_else(|| Malformed::new(TABLE, "symbol extent overflows"))?;
+        entries.push(entry);
+        if keep.is_some_and(|keep| !keep(name)) {
+            continue;
+        }
         out.functions.push(Function {
             name: String::from_utf8_lossy(name).into_owned(),
             entry,
@@ -76,7 +104,8 @@ pub fn parse_symtab(file: &[u8]) -> Result<Option<Symtab>, Malformed> {
         });
     }
     out.functions.sort_by(|a, b| a.entry.cmp(&b.entry).then_with(|| a.name.cmp(&b.name)));
-    Ok(Some(out))
+    entries.sort_unstable();
+    Ok(Some((out, entries)))
 }
 
 #[cfg(test)]

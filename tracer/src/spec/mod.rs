@@ -195,6 +195,42 @@ impl Matcher<'_> {
     }
 }
 
+/// A test on names alone that every function `items` can select passes
+/// (with some others): for reading only the candidates of a big binary.
+/// `None` when an item needs every function (`file.go:LINE`). Selecting
+/// from the functions it passes gives what selecting from all does, as
+/// long as each item selects something; an item that selects nothing
+/// there needs all of them (its inlined copies' callers, the closest
+/// names).
+pub fn name_filter(items: &[Item]) -> Option<impl Fn(&str) -> bool + use<>> {
+    enum Test {
+        Entries(Vec<presets::Compiled>),
+        Symbol(Pattern),
+        Func(String),
+    }
+    let mut tests = Vec::with_capacity(items.len());
+    for item in items {
+        tests.push(match item {
+            Item::Preset(name) => {
+                Test::Entries(presets::lookup(name).unwrap_or_default().iter().map(presets::Entry::compile).collect())
+            }
+            Item::Symbol(text) => Test::Symbol(Pattern::user(text)),
+            Item::FileFunc { func, .. } => Test::Func(func.clone()),
+            Item::FileLine { .. } => return None,
+        });
+    }
+    Some(move |name: &str| {
+        tests.iter().any(|t| match t {
+            Test::Entries(entries) => entries.iter().any(|e| e.may_match(name)),
+            Test::Symbol(pattern) => pattern.matches(name),
+            Test::Func(func) => {
+                let local = local_name(name);
+                func_matches(&local, func) || is_closure_of(&local, func)
+            }
+        })
+    })
+}
+
 /// The inlined copies `item` selects: those whose callee it would match if
 /// the callee had an out-of-line copy (by name, and by the callee's source
 /// file for `file.go:Func` and presets that confirm by file).

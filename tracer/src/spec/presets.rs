@@ -340,6 +340,19 @@ struct ClosureOf {
 }
 
 impl Compiled {
+    /// True when `symbol` may match with some source file: what
+    /// [`Compiled::matches`] says, except that a closure counts wherever
+    /// it was inlined. For reading only the candidates of a big binary.
+    pub fn may_match(&self, symbol: &str) -> bool {
+        match &self.closure {
+            Some(c) => {
+                let symbol = symbol.strip_prefix(VENDOR_PREFIX).unwrap_or(symbol);
+                super::is_closure_of(&super::local_name(symbol), c.enclosing)
+            }
+            None => self.matches(symbol, None),
+        }
+    }
+
     /// True when `symbol` (with or without the vendor prefix) matches. For
     /// closures the source file decides when the binary records it;
     /// without one, only the enclosing function's own package counts.

@@ -518,7 +518,13 @@ impl Dwarf {
         let sparse = match only {
             Some(names) => {
                 let wanted = names.iter().map(|n| hash(n)).collect();
-                sparse::read(&file, &sections, &wanted, limit).map_err(corrupt)?
+                // The compressed bytes are read once (twice when units
+                // must be restored): their pages go as the read passes.
+                let release = |part: &[u8]| {
+                    let offset = (part.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                    data.release(offset, part.len());
+                };
+                sparse::read(&file, &sections, &wanted, limit, &release).map_err(corrupt)?
             }
             None => None,
         };

@@ -23,6 +23,8 @@ use super::{Buf, Indexer, R, dies, hash, name_in, reference};
 const HEADER: usize = 32;
 /// What the second pass inflates at a time for units it does not keep.
 const SCRATCH: usize = 64 * 1024;
+/// The compressed bytes read are given back in steps of this many.
+const RELEASE_STEP: usize = 1 << 20;
 
 /// What a sparse read gives: the map, and the index of the kept units.
 pub(super) struct Sparse {
@@ -52,6 +54,7 @@ pub(super) fn read(
     sections: &gimli::DwarfSections<Buf>,
     wanted: &HashSet<u64>,
     limit: u64,
+    release: &dyn Fn(&[u8]),
 ) -> Result<Option<Sparse>, String> {
     let Some(section) = file.section_by_name(".debug_info") else { return Ok(None) };
     let compressed = section.compressed_data().map_err(|e| format!(".debug_info: {e}"))?;
@@ -82,7 +85,8 @@ pub(super) fn read(
         inflate.fill(&mut map, end)?;
         let dwarf = with_info(sections, &map);
         let header = dwarf.debug_info.header_from_offset(DebugInfoOffset(at)).map_err(|e| e.to_string())?;
-        let code_from = index.code.len();
+        let (code_from, named_from) = (index.code.len(), index.named.len());
+        let stop = end as u64;
         let facts = index.unit(&dwarf, header).map_err(|e| e.to_string())?;
         // Only the wanted functions stay in the index (and those named
         // through an origin not read yet, which may be).
@@ -93,14 +97,19 @@ pub(super) fn read(
             i <= code_from
                 || match h {
                     Ok(h) => wanted.contains(&h),
-                    Err(o) => name_in(named, o).is_none_or(|h| wanted.contains(&h)),
+                    Err(o) => origin_wanted(named, o, stop, wanted),
                 }
         });
         let needed = facts.types || facts.later_origin || index.code.len() > code_from;
         let refs = references_out(&dwarf, header, &mut index, wanted).map_err(|e| e.to_string())?;
+        // Only subprograms named like a wanted function are kept for
+        // origins: about 200,000 others would cost 3 MB.
+        let tail = index.named.split_off(named_from);
+        index.named.extend(tail.into_iter().filter(|e| wanted.contains(&e.1)));
         if !needed {
             give_back(&map, at, end);
         }
+        inflate.release_read(release);
         units.push(Seen { start: at as u64, end: end as u64, needed, resident: needed, refs });
         at = end;
     }
@@ -117,7 +126,7 @@ pub(super) fn read(
         }
     }
     if units.iter().any(|u| u.needed && !u.resident) {
-        restore(&mut map, compressed.data, &mut units)?;
+        restore(&mut map, compressed.data, &mut units, release)?;
     }
     let kept: Vec<(u64, u64)> = units.iter().filter(|u| u.needed).map(|u| (u.start, u.end)).collect();
     let in_kept = |o: u64| {
@@ -133,7 +142,7 @@ pub(super) fn read(
 
 /// The second pass: inflates the stream again, into `map` for the units
 /// needed but given back, through a small buffer for the others.
-fn restore(map: &mut [u8], input: &[u8], units: &mut [Seen]) -> Result<(), String> {
+fn restore(map: &mut [u8], input: &[u8], units: &mut [Seen], release: &dyn Fn(&[u8])) -> Result<(), String> {
     let mut inflate = Inflate::new(input);
     let mut scratch = vec![0u8; SCRATCH];
     let last = units.iter().rposition(|u| u.needed && !u.resident).map_or(0, |i| i + 1);
@@ -148,9 +157,21 @@ fn restore(map: &mut [u8], input: &[u8], units: &mut [Seen]) -> Result<(), Strin
                 inflate.skip(scratch.get_mut(..n).unwrap_or_default())?;
             }
         }
+        inflate.release_read(release);
         debug_assert!(inflate.out == end && start <= end);
     }
     Ok(())
+}
+
+/// Whether a subprogram whose abstract origin is at `o` may be a wanted
+/// function, for a unit ending at `stop`: `named` holds every subprogram
+/// of that unit and, of earlier units, those named like a wanted one. An
+/// origin in a later unit is not known yet, so it may be.
+fn origin_wanted(named: &[(u64, u64)], o: u64, stop: u64, wanted: &HashSet<u64>) -> bool {
+    match name_in(named, o) {
+        Some(h) => wanted.contains(&h),
+        None => o >= stop,
+    }
 }
 
 /// The other sections, with `.debug_info` from `map`.
@@ -200,7 +221,7 @@ fn references_out(
                     None => die
                         .attr_value(gimli::DW_AT_abstract_origin)
                         .and_then(|v| reference(&unit, v))
-                        .is_none_or(|o| name_in(&index.named, o).is_none_or(|h| wanted.contains(&h))),
+                        .is_none_or(|o| origin_wanted(&index.named, o, stop, wanted)),
                 }
             } else {
                 super::is_type_tag(tag)
@@ -249,11 +270,23 @@ struct Inflate<'d> {
     input: &'d [u8],
     /// Bytes written so far.
     out: usize,
+    /// Compressed bytes given back so far.
+    released: usize,
 }
 
 impl<'d> Inflate<'d> {
     fn new(input: &'d [u8]) -> Self {
-        Inflate { z: Decompress::new(true), input, out: 0 }
+        Inflate { z: Decompress::new(true), input, out: 0, released: 0 }
+    }
+
+    /// Gives `release` the compressed bytes read since it was last called,
+    /// in steps of [`RELEASE_STEP`]: the file's pages need not stay.
+    fn release_read(&mut self, release: &dyn Fn(&[u8])) {
+        let read = usize::try_from(self.z.total_in()).unwrap_or(0).min(self.input.len());
+        if read - self.released.min(read) >= RELEASE_STEP {
+            release(self.input.get(self.released..read).unwrap_or_default());
+            self.released = read;
+        }
     }
 
     /// Inflates the next `buf.len()` bytes into `buf`, counting them as
