@@ -1,8 +1,9 @@
 //! The `--funcs` spec parser and matcher, fed a spec on the first line and
 //! one function per following line (`name` or `name<TAB>file`): parsing,
 //! selecting (presets, globs, Delve locations, closures, generic names) and
-//! the name and path normalisations must never panic, and an exact symbol
-//! must always select itself.
+//! the name and path normalisations must never panic, an exact symbol
+//! must always select itself, and every function an item selects passes
+//! the spec's name filter (`attach` reads only the functions that do).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         .take(256)
         .enumerate()
         .map(|(i, line)| {
-            let (name, file) = line.split_once('\t').map_or((line, None), |(n, f)| (n, Some(f.to_string())));
+            let (name, file) = line.split_once('\t').map_or((line, None), |(n, f)| (n, Some(f.into())));
             let entry = 0x1000 + 16 * i as u64;
             Function { name: name.to_string(), entry, end: entry + 16, file, line: None, source: Source::Pclntab }
         })
@@ -32,13 +33,20 @@ fuzz_target!(|data: &[u8]| {
                 caller: f.entry,
                 addr: f.entry,
                 callee: f.name.clone(),
-                file: f.file.clone(),
+                file: f.file.as_deref().map(str::to_owned),
                 call_file: None,
                 call_line: None,
             })
             .collect();
         for item in &items {
             let _ = spec::select_inlined(item, &calls);
+        }
+        if let Some(filter) = spec::name_filter(&items) {
+            for item in &items {
+                for f in spec::select_item(item, &functions).unwrap_or_default() {
+                    assert!(filter(&f.name), "{item:?} selects {:?}, which its name filter refuses", f.name);
+                }
+            }
         }
     }
     let glob = Pattern::user(spec_text);
