@@ -68,7 +68,7 @@ pub struct Setup {
 /// still in flight are dropped there. `None` when the binary has no such
 /// function or it cannot be probed.
 pub fn goexit_plan(binary: &Binary, functions: &[Function]) -> Option<ProbePlan> {
-    let f = functions.iter().find(|f| f.name == "runtime.goexit1")?;
+    let f = functions.iter().find(|f| f.name == crate::plan::GOEXIT)?;
     Planner::new(binary, functions).plan(f).ok()
 }
 

@@ -762,7 +762,7 @@ fn plans_from_the_functions_a_spec_may_select_equal_plans_from_all() {
             let items = spec::parse(spec).unwrap();
             let Ok(all) = sites::plan_items(&o.binary, &o.functions, &items) else { continue };
             let filter = spec::name_filter(&items).expect("a filter");
-            let keep = |name: &str| filter(name) || name == "runtime.goexit1" || name.starts_with("runtime.morestack");
+            let keep = |name: &str| filter(name) || tracer::plan::runtime_needs(name);
             let some = o.binary.functions_where(Some(&keep)).unwrap();
             if !items.iter().all(|i| spec::select_item(i, &some).is_ok()) {
                 // `attach` plans such a spec from every function: only one

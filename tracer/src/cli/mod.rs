@@ -114,8 +114,7 @@ impl TargetArgs {
         let items = spec::parse(spec)?;
         let functions = match spec::name_filter(&items).filter(|_| selected_only) {
             Some(filter) => {
-                let keep =
-                    |name: &str| filter(name) || name == "runtime.goexit1" || name.starts_with("runtime.morestack");
+                let keep = |name: &str| filter(name) || crate::plan::runtime_needs(name);
                 let some = binary.functions_where(Some(&keep))?;
                 if items.iter().all(|i| spec::select_item(i, &some).is_ok()) { some } else { binary.functions()? }
             }

@@ -150,6 +150,20 @@ pub enum PlanError {
 /// the symbol table is lying, and decoding it would waste time and memory.
 const MAX_FUNCTION_BYTES: u64 = 16 << 20;
 
+/// Prefix of the runtime functions a stack guard calls.
+const MORESTACK: &str = "runtime.morestack";
+
+/// The runtime function that ends a goroutine, where latency mode drops
+/// its abandoned calls.
+pub const GOEXIT: &str = "runtime.goexit1";
+
+/// Whether `name` is a runtime function planning reads besides those a
+/// spec selects: [`GOEXIT`] and the `runtime.morestack*` a stack guard
+/// calls. A function list for planning must hold them.
+pub fn runtime_needs(name: &str) -> bool {
+    name == GOEXIT || name.starts_with(MORESTACK)
+}
+
 /// Plans probe sites for functions of one binary.
 pub struct Planner<'a> {
     binary: &'a Binary,
@@ -164,7 +178,7 @@ impl<'a> Planner<'a> {
     /// architecture comes from the binary's ELF machine.
     pub fn new(binary: &'a Binary, functions: &[Function]) -> Self {
         let mut morestack: Vec<u64> =
-            functions.iter().filter(|f| f.name.starts_with("runtime.morestack")).map(|f| f.entry).collect();
+            functions.iter().filter(|f| f.name.starts_with(MORESTACK)).map(|f| f.entry).collect();
         morestack.sort_unstable();
         Self { binary, arch: arch::for_machine(binary.machine()), morestack }
     }

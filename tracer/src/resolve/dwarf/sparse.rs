@@ -147,18 +147,18 @@ fn restore(map: &mut [u8], input: &[u8], units: &mut [Seen], release: &dyn Fn(&[
     let mut scratch = vec![0u8; SCRATCH];
     let last = units.iter().rposition(|u| u.needed && !u.resident).map_or(0, |i| i + 1);
     for u in units.iter_mut().take(last) {
-        let (start, end) = (u.start as usize, u.end as usize);
+        let end = u.end as usize;
         if u.needed && !u.resident {
             inflate.fill(map, end)?;
             u.resident = true;
         } else {
-            while inflate.out < end {
-                let n = (end - inflate.out).min(SCRATCH);
-                inflate.skip(scratch.get_mut(..n).unwrap_or_default())?;
+            while inflate.written() < end {
+                let n = (end - inflate.written()).min(SCRATCH);
+                inflate.next(scratch.get_mut(..n).unwrap_or_default())?;
             }
         }
         inflate.release_read(release);
-        debug_assert!(inflate.out == end && start <= end);
+        debug_assert_eq!(inflate.written(), end);
     }
     Ok(())
 }
@@ -268,15 +268,18 @@ fn give_back(map: &memmap2::MmapMut, from: usize, to: usize) {
 struct Inflate<'d> {
     z: Decompress,
     input: &'d [u8],
-    /// Bytes written so far.
-    out: usize,
     /// Compressed bytes given back so far.
     released: usize,
 }
 
 impl<'d> Inflate<'d> {
     fn new(input: &'d [u8]) -> Self {
-        Inflate { z: Decompress::new(true), input, out: 0, released: 0 }
+        Inflate { z: Decompress::new(true), input, released: 0 }
+    }
+
+    /// Bytes inflated so far.
+    fn written(&self) -> usize {
+        usize::try_from(self.z.total_out()).unwrap_or(usize::MAX)
     }
 
     /// Gives `release` the compressed bytes read since it was last called,
@@ -289,29 +292,28 @@ impl<'d> Inflate<'d> {
         }
     }
 
-    /// Inflates the next `buf.len()` bytes into `buf`, counting them as
-    /// passed.
-    fn skip(&mut self, buf: &mut [u8]) -> Result<(), String> {
-        let (out, len) = (self.out, buf.len());
-        self.out = 0;
-        let filled = self.fill(buf, len);
-        self.out = out + len;
-        filled
+    /// Inflates until `buf[..upto]` is written, `buf` being the whole
+    /// output from its first byte.
+    fn fill(&mut self, buf: &mut [u8], upto: usize) -> Result<(), String> {
+        let from = self.written();
+        match buf.get_mut(from..upto.min(buf.len())) {
+            Some(rest) => self.next(rest),
+            None => Ok(()),
+        }
     }
 
-    /// Inflates until `buf[..upto]` is written.
-    fn fill(&mut self, buf: &mut [u8], upto: usize) -> Result<(), String> {
-        let upto = upto.min(buf.len());
-        while self.out < upto {
+    /// Inflates the next `buf.len()` bytes into `buf`.
+    fn next(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
             let (in_before, out_before) = (self.z.total_in(), self.z.total_out());
             let input = usize::try_from(in_before).ok().and_then(|i| self.input.get(i..)).unwrap_or_default();
-            let out = buf.get_mut(self.out..upto).unwrap_or_default();
             let status =
-                self.z.decompress(input, out, FlushDecompress::None).map_err(|e| format!(".debug_info: {e}"))?;
+                self.z.decompress(input, rest, FlushDecompress::None).map_err(|e| format!(".debug_info: {e}"))?;
             let produced = usize::try_from(self.z.total_out() - out_before).unwrap_or(0);
-            self.out += produced;
+            done += produced;
             if produced == 0 && (status == Status::StreamEnd || self.z.total_in() == in_before) {
-                return Err(format!(".debug_info: the compressed data ends at {} of {} bytes", self.out, buf.len()));
+                return Err(format!(".debug_info: the compressed data ends after {} bytes", self.written()));
             }
         }
         Ok(())
