@@ -2,15 +2,17 @@
 //! kube-apiserver (release build) and of targets/apiserver under wrk (2
 //! threads, 16 connections, GETs of one configmap with a bearer token: alice's
 //! on the real server), untraced and with the storage, authn, authz and
-//! admission presets traced in three ways. The configurations are
-//! interleaved, in a rotated order each pass, and repeated. Besides
+//! admission presets traced in three ways, and with bare entry probes at the
+//! same sites (the kernel's trap and a counter: the floor under count-only).
+//! The configurations are interleaved, in a rotated order each pass, and
+//! repeated. Besides
 //! requests/s, the server's CPU per request (utime + stime of /proc/PID/stat
 //! over the window, divided by the requests wrk completed) is reported: the
 //! kernel charges each probe hit to the thread that hit it, so this figure
 //! includes the probes' cost and is steadier than requests/s on a shared
 //! machine.
 
-use std::{path::Path, thread, time::Duration};
+use std::{collections::BTreeMap, path::Path, thread, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -48,11 +50,15 @@ struct Config {
 const UNTRACED: usize = 0;
 const COUNT_ONLY: usize = 1;
 const DEFAULT_LATENCY: usize = 2;
-const CONFIGS: [Config; 4] = [
+const BARE: usize = 4;
+const CONFIGS: [Config; 5] = [
     Config { label: "untraced", flags: None, mode: None },
     Config { label: "--count-only", flags: Some(&["--count-only"]), mode: Some("count-only") },
     Config { label: "latency, default budget", flags: Some(&[]), mode: Some("latency") },
     Config { label: "latency, --max-overhead 0", flags: Some(&["--max-overhead", "0"]), mode: Some("latency") },
+    // The same entry sites with a program that only counts: what the
+    // kernel's trap costs by itself, the floor under any count-only program.
+    Config { label: "bare entry probes", flags: Some(&["--bare", "--count-only"]), mode: None },
 ];
 
 /// The server under load, and the GET wrk repeats.
@@ -136,6 +142,10 @@ struct ConfigResult {
     missing_p50: Vec<(usize, String, u64)>,
     /// Default latency: functions called, over all runs.
     called: usize,
+    /// Count-only: calls per function summed over all runs, and the
+    /// requests wrk completed in those runs.
+    calls_by_function: BTreeMap<String, u64>,
+    requests: u64,
 }
 
 fn bench_server(ktrace: &Path, server: &Server, window: Duration, reps: usize) -> Result<Vec<String>> {
@@ -173,6 +183,14 @@ fn bench_server(ktrace: &Path, server: &Server, window: Duration, reps: usize) -
                     );
                     if let Some(p) = problem {
                         problems.push(format!("{}, {} (pass {}): {p}", short(&server.name), config.label, rep + 1));
+                    }
+                    if i == COUNT_ONLY
+                        && let Some(summary) = &summary
+                    {
+                        result.requests += sample.requests;
+                        for (symbol, calls, _) in called_functions(summary) {
+                            *result.calls_by_function.entry(symbol).or_default() += calls;
+                        }
                     }
                     if i == DEFAULT_LATENCY
                         && let Some(summary) = &summary
@@ -355,6 +373,22 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
             (c - u) / h
         );
     }
+    if let (Some(b), Some(u), Some(h)) = (cpu[BARE], cpu[UNTRACED], hits[BARE])
+        && h > 0.0
+    {
+        let (sb, su) = (sys[BARE].unwrap_or(0.0), sys[UNTRACED].unwrap_or(0.0));
+        println!(
+            "bare entry probes (the kernel's trap and a counter, no ktrace program) cost {:.1} µs of CPU per request \
+             over untraced ({:.1} µs of it in the kernel): {:.2} µs per hit; they keep {} by req/s and {} by \
+             CPU/request, the most a count-only program can keep at these sites on this host",
+            b - u,
+            sb - su,
+            (b - u) / h,
+            pct(by_rps(BARE)),
+            pct(by_cpu(BARE))
+        );
+    }
+    print_hits_by_function(&results[COUNT_ONLY]);
     for (i, goal) in [(COUNT_ONLY, COUNT_ONLY_GOAL), (DEFAULT_LATENCY, DEFAULT_LATENCY_GOAL)] {
         let what = format!("goal: {} keeps >= {:.0}% of untraced", CONFIGS[i].label, goal * 100.0);
         let show = |v: Option<f64>| {
@@ -384,9 +418,36 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
     }
 }
 
+/// Where count-only's entry hits come from: the functions hit at least once
+/// per 20 requests, most hit first.
+fn print_hits_by_function(count_only: &ConfigResult) {
+    if count_only.requests == 0 {
+        return;
+    }
+    let rows = hits_by_function(&count_only.calls_by_function, count_only.requests, 0.05);
+    println!("count-only hits per request by function (>= 0.05; all runs):");
+    for (symbol, per_request) in rows {
+        println!("  {per_request:>6.2}  {symbol}");
+    }
+}
+
+/// (symbol, calls per request) of the functions called at least `min` times
+/// per request, most called first.
+fn hits_by_function(calls: &BTreeMap<String, u64>, requests: u64, min: f64) -> Vec<(String, f64)> {
+    let mut rows: Vec<(String, f64)> = calls
+        .iter()
+        .map(|(symbol, &calls)| (symbol.clone(), calls as f64 / requests as f64))
+        .filter(|&(_, per_request)| per_request >= min)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{api_path, called_functions};
+    use std::collections::BTreeMap;
+
+    use super::{api_path, called_functions, hits_by_function};
 
     #[test]
     fn the_get_path_of_an_etcd_key() {
@@ -409,5 +470,15 @@ mod tests {
             ]
         });
         assert_eq!(called_functions(&summary), vec![("a".to_string(), 5, true), ("c".to_string(), 3, false)]);
+    }
+
+    #[test]
+    fn hits_by_function_keeps_the_frequent_ones_most_hit_first() {
+        let calls: BTreeMap<String, u64> =
+            [("a".to_string(), 100), ("b".to_string(), 600), ("c".to_string(), 4), ("d".to_string(), 100)].into();
+        assert_eq!(
+            hits_by_function(&calls, 100, 0.05),
+            vec![("b".to_string(), 6.0), ("a".to_string(), 1.0), ("d".to_string(), 1.0)]
+        );
     }
 }
