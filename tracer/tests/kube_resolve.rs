@@ -691,7 +691,7 @@ fn dwarf_read_for_the_probed_functions_agrees_with_the_whole_read() {
         names.dedup();
         let whole = o.binary.dwarf().unwrap().expect("DWARF");
         let part = o.binary.dwarf_for(&names).unwrap().expect("DWARF");
-        let (kept, all) = part.sparse().expect("a read for a few functions");
+        let tracer::resolve::SparseRead { kept, all, restored } = part.sparse().expect("a read for a few functions");
         assert!(whole.sparse().is_none());
         let mut described = 0;
         for name in &names {
@@ -719,7 +719,7 @@ fn dwarf_read_for_the_probed_functions_agrees_with_the_whole_read() {
         assert!(part.functions_checked().is_err(), "{what}");
         assert!(!whole.functions().is_empty(), "{what}");
         eprintln!(
-            "{what}: {} functions, {kept} of {all} bytes of .debug_info kept ({:.0} %)",
+            "{what}: {} functions, {kept} of {all} bytes of .debug_info kept ({:.0} %; {restored} read again)",
             names.len(),
             100.0 * kept as f64 / all as f64
         );

@@ -20,7 +20,7 @@ mod symbols;
 mod symtab;
 
 pub use buildinfo::{GoBuildInfo, Module, find_buildinfo, parse_buildinfo};
-pub use dwarf::{Dwarf, Param, TypeId, TypeKind, TypeShape};
+pub use dwarf::{Dwarf, Param, SparseRead, TypeId, TypeKind, TypeShape};
 pub use elf::{Binary, Machine};
 pub use pclntab::{InlinedCall, LineRange, Malformed, PclnVersion, Pclntab, parse_pclntab};
 pub use symbols::SymbolsFile;

@@ -169,10 +169,9 @@ pub struct Dwarf {
     /// The decompressed sections the indexes and lookups read (the others
     /// are left empty).
     sections: gimli::DwarfSections<Buf>,
-    /// Read for a few functions ([`Dwarf::load`] with a list): the bytes
-    /// of `.debug_info` kept, of all. The units of other functions are
-    /// gone, and the full lists with them.
-    sparse: Option<(usize, usize)>,
+    /// Read for a few functions ([`Dwarf::load`] with a list). The units
+    /// of other functions are gone, and the full lists with them.
+    sparse: Option<SparseRead>,
     /// The file, for the sections only [`Dwarf::functions`] and friends
     /// read (line tables, range lists), decompressed on first use: about
     /// 30 MB for kube-apiserver that a tracing run never needs. `None`
@@ -207,6 +206,18 @@ impl std::fmt::Debug for Dwarf {
             .field("types", &self.types.0.len())
             .finish_non_exhaustive()
     }
+}
+
+/// What a read for a few functions kept of `.debug_info`, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SparseRead {
+    /// The units kept.
+    pub kept: usize,
+    /// The whole section.
+    pub all: usize,
+    /// Of the units kept, those given back in the first pass and read
+    /// again in the second, because kept units refer into them.
+    pub restored: usize,
 }
 
 /// (name hash, `.debug_info` offset) pairs, sorted: the DIEs of one name
@@ -244,11 +255,11 @@ struct Later {
 }
 
 impl Dwarf {
-    /// For a read limited to a few functions ([`Binary::dwarf_for`]): the
-    /// bytes of `.debug_info` it kept, and all of them.
+    /// For a read limited to a few functions ([`Binary::dwarf_for`]): how
+    /// much of `.debug_info` it kept.
     ///
     /// [`Binary::dwarf_for`]: super::Binary::dwarf_for
-    pub fn sparse(&self) -> Option<(usize, usize)> {
+    pub fn sparse(&self) -> Option<SparseRead> {
         self.sparse
     }
 
@@ -291,7 +302,7 @@ impl Dwarf {
         cell: &'s OnceLock<Result<T, String>>,
         read: fn(&gimli::Dwarf<R<'_>>) -> gimli::Result<T>,
     ) -> Result<&'s T, ResolveError> {
-        if let Some((kept, all)) = self.sparse {
+        if let Some(SparseRead { kept, all, .. }) = self.sparse {
             return Err(self.corrupt(&format!(
                 "read for a few functions ({kept} of {all} bytes kept): the full lists need Binary::dwarf"
             )));
@@ -502,6 +513,17 @@ impl Dwarf {
     /// is `None`, and the full lists ([`Dwarf::functions`] and friends)
     /// are refused.
     pub(super) fn load(path: &Path, data: Arc<Bytes>, only: Option<&[&str]>) -> Result<Option<Dwarf>, ResolveError> {
+        Self::load_keeping(path, data, only, sparse::OnSight::CodeAndTypes)
+    }
+
+    /// [`Dwarf::load`], keeping `on_sight` in the first pass of a read
+    /// for a few functions.
+    fn load_keeping(
+        path: &Path,
+        data: Arc<Bytes>,
+        only: Option<&[&str]>,
+        on_sight: sparse::OnSight,
+    ) -> Result<Option<Dwarf>, ResolveError> {
         let corrupt = |reason: String| ResolveError::Corrupt { path: path.to_path_buf(), table: ".debug_info", reason };
         let file = object::File::parse(&**data).map_err(|e| corrupt(format!("ELF: {e}")))?;
         if file.section_by_name(".debug_info").is_none() {
@@ -524,15 +546,15 @@ impl Dwarf {
                     let offset = (part.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
                     data.release(offset, part.len());
                 };
-                sparse::read(&file, &sections, &wanted, limit, &release).map_err(corrupt)?
+                sparse::read(&file, &sections, &wanted, limit, &release, on_sight).map_err(corrupt)?
             }
             None => None,
         };
         let mut dwarf = match sparse {
-            Some(sparse::Sparse { info, index, kept }) => {
+            Some(sparse::Sparse { info, index, kept, restored }) => {
                 let all = info.len();
                 sections.debug_info = Buf::Map(info).into();
-                index.finish(path, sections, Some((kept, all)))
+                index.finish(path, sections, Some(SparseRead { kept, all, restored }))
             }
             None => {
                 if only.is_some() {
@@ -663,7 +685,7 @@ impl Indexer {
         Ok(facts)
     }
 
-    fn finish(self, path: &Path, sections: gimli::DwarfSections<Buf>, sparse: Option<(usize, usize)>) -> Dwarf {
+    fn finish(self, path: &Path, sections: gimli::DwarfSections<Buf>, sparse: Option<SparseRead>) -> Dwarf {
         let Indexer { mut units, mut types, mut named, code, .. } = self;
         named.sort_unstable();
         let mut functions: Vec<(u64, u64)> = code

@@ -32,6 +32,19 @@ pub(super) struct Sparse {
     pub(super) index: Indexer,
     /// Bytes of the units kept.
     pub(super) kept: usize,
+    /// Bytes of those the second pass read again.
+    pub(super) restored: usize,
+}
+
+/// Which units the first pass keeps on sight.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum OnSight {
+    /// Those with a wanted function or a type at their top level.
+    CodeAndTypes,
+    /// Those with a wanted function only, so that the types come back
+    /// through references and the second pass: its tests.
+    #[cfg(test)]
+    CodeOnly,
 }
 
 /// One unit, as the first pass saw it.
@@ -55,6 +68,7 @@ pub(super) fn read(
     wanted: &HashSet<u64>,
     limit: u64,
     release: &dyn Fn(&[u8]),
+    on_sight: OnSight,
 ) -> Result<Option<Sparse>, String> {
     let Some(section) = file.section_by_name(".debug_info") else { return Ok(None) };
     let compressed = section.compressed_data().map_err(|e| format!(".debug_info: {e}"))?;
@@ -100,7 +114,8 @@ pub(super) fn read(
                     Err(o) => origin_wanted(named, o, stop, wanted),
                 }
         });
-        let needed = facts.types || facts.later_origin || index.code.len() > code_from;
+        let types = facts.types && on_sight == OnSight::CodeAndTypes;
+        let needed = types || facts.later_origin || index.code.len() > code_from;
         let refs = references_out(&dwarf, header, &mut index, wanted).map_err(|e| e.to_string())?;
         // Only subprograms named like a wanted function are kept for
         // origins: about 200,000 others would cost 3 MB.
@@ -125,7 +140,8 @@ pub(super) fn read(
             }
         }
     }
-    if units.iter().any(|u| u.needed && !u.resident) {
+    let restored = units.iter().filter(|u| u.needed && !u.resident).map(|u| (u.end - u.start) as usize).sum();
+    if restored > 0 {
         restore(&mut map, compressed.data, &mut units, release)?;
     }
     let kept: Vec<(u64, u64)> = units.iter().filter(|u| u.needed).map(|u| (u.start, u.end)).collect();
@@ -137,7 +153,7 @@ pub(super) fn read(
     index.types.retain(|e| in_kept(e.1));
     let kept_bytes = kept.iter().map(|u| (u.1 - u.0) as usize).sum();
     let info = map.make_read_only().map_err(|e| format!(".debug_info: {e}"))?;
-    Ok(Some(Sparse { info, index, kept: kept_bytes }))
+    Ok(Some(Sparse { info, index, kept: kept_bytes, restored }))
 }
 
 /// The second pass: inflates the stream again, into `map` for the units

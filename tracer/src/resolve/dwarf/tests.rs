@@ -181,3 +181,43 @@ fn any_offset_is_safe_to_look_up() {
         let _ = (d.type_shape(TypeId(o)), d.type_name(TypeId(o)), d.type_embedded(TypeId(o)));
     }
 }
+
+/// The second pass of a read for a few functions. Kept on sight are only
+/// the units of the wanted functions, so every type their parameters name
+/// (Go writes them into `runtime`'s unit) comes back through references:
+/// the parameters read must equal the whole read's.
+#[test]
+fn units_reached_only_through_references_are_read_again() {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    for v in [testkit::Variant::Debug, testkit::Variant::Optimized] {
+        let path = match testkit::target_binary(v) {
+            Ok(p) => p,
+            Err(e) => {
+                assert!(!ci, "{e:#}");
+                eprintln!("not checked on targets/apiserver {v}: {e:#}");
+                continue;
+            }
+        };
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a build output nothing writes while the test runs.
+        let data = Arc::new(crate::resolve::elf::Bytes::Mapped(unsafe { memmap2::Mmap::map(&file) }.unwrap()));
+        let whole = Dwarf::load(&path, Arc::clone(&data), None).unwrap().expect("DWARF");
+        let names: Vec<&str> = whole
+            .functions()
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| n.starts_with("k8s.io/apiserver/pkg/storage/etcd3.") || n.starts_with("main."))
+            .collect();
+        assert!(names.len() >= 5, "{v}: {names:?}");
+        let part = Dwarf::load_keeping(&path, data, Some(&names), sparse::OnSight::CodeOnly).unwrap().expect("DWARF");
+        let read = part.sparse().expect("a read for a few functions");
+        assert!(read.restored > 0 && read.kept < read.all, "{v}: {read:?}");
+        let mut named_types = 0;
+        for name in &names {
+            assert_eq!(part.params(name), whole.params(name), "{v}: parameters of {name}");
+            named_types += whole.params(name).unwrap_or_default().iter().filter(|p| !p.type_name.is_empty()).count();
+        }
+        assert!(named_types >= 5, "{v}: {named_types} typed parameters");
+        eprintln!("targets/apiserver {v}: {} functions, {read:?}", names.len());
+    }
+}
