@@ -3,8 +3,8 @@
 //!
 //! - `cost`: what tracing adds to one call of a Go loop (per-call cost);
 //! - `throughput`: requests/s and CPU per request of the real kube-apiserver
-//!   and of targets/apiserver under wrk, untraced and in three traced
-//!   configurations, interleaved and repeated;
+//!   and of targets/apiserver under wrk, untraced, in three traced
+//!   configurations and with bare entry probes, interleaved and repeated;
 //! - `attach`: time to attach and to detach about 50, 200 and 600 probes on
 //!   etcd, per kind of uprobe link when this ktrace can choose one;
 //! - `memory`: ktrace's RSS while it traces the real kube-apiserver under load.
