@@ -5,12 +5,11 @@
 //! admission presets traced in three ways, and with bare entry probes at the
 //! same sites (the kernel's trap and a counter: the floor under count-only).
 //! The configurations are interleaved, in a rotated order each pass, and
-//! repeated. Besides
-//! requests/s, the server's CPU per request (utime + stime of /proc/PID/stat
-//! over the window, divided by the requests wrk completed) is reported: the
-//! kernel charges each probe hit to the thread that hit it, so this figure
-//! includes the probes' cost and is steadier than requests/s on a shared
-//! machine.
+//! repeated. Besides requests/s, the server's CPU per request (utime + stime
+//! of /proc/PID/stat over the window, divided by the requests wrk completed)
+//! is reported: the kernel charges each probe hit to the thread that hit it,
+//! so this figure includes the probes' cost and is steadier than requests/s
+//! on a shared machine.
 
 use std::{collections::BTreeMap, path::Path, thread, time::Duration};
 
@@ -380,7 +379,7 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
         println!(
             "bare entry probes (the kernel's trap and a counter, no ktrace program) cost {:.1} µs of CPU per request \
              over untraced ({:.1} µs of it in the kernel): {:.2} µs per hit; they keep {} by req/s and {} by \
-             CPU/request, the most a count-only program can keep at these sites on this host",
+             CPU/request (no count-only program costs less at these sites)",
             b - u,
             sb - su,
             (b - u) / h,
