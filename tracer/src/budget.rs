@@ -1,7 +1,7 @@
 //! The overhead budget of latency tracing. Entry probes stay on all the
 //! time, so counts stay exact; what costs is the RET probes, which the
-//! kernel single-steps (about 13–24 µs a hit in a VM, against well under a
-//! microsecond for an emulated entry). Under a budget each function's RET
+//! kernel single-steps (about 13–24 µs a hit in a VM, against about 1 µs
+//! for an emulated entry there). Under a budget each function's RET
 //! probes are attached for a share of every [`WINDOW`] and removed for the
 //! rest, the shares sized from the per-hit cost measured at start and each
 //! function's call rate, so the probes' cost stays under `--max-overhead` %
