@@ -141,10 +141,8 @@ struct ConfigResult {
     missing_p50: Vec<(usize, String, u64)>,
     /// Default latency: functions called, over all runs.
     called: usize,
-    /// Count-only: calls per function summed over all runs, and the
-    /// requests wrk completed in those runs.
+    /// Count-only: calls per function summed over all runs.
     calls_by_function: BTreeMap<String, u64>,
-    requests: u64,
 }
 
 fn bench_server(ktrace: &Path, server: &Server, window: Duration, reps: usize) -> Result<Vec<String>> {
@@ -186,7 +184,6 @@ fn bench_server(ktrace: &Path, server: &Server, window: Duration, reps: usize) -
                     if i == COUNT_ONLY
                         && let Some(summary) = &summary
                     {
-                        result.requests += sample.requests;
                         for (symbol, calls, _) in called_functions(summary) {
                             *result.calls_by_function.entry(symbol).or_default() += calls;
                         }
@@ -420,10 +417,11 @@ fn print_report(server: &Server, window: Duration, reps: usize, results: &[Confi
 /// Where count-only's entry hits come from: the functions hit at least once
 /// per 20 requests, most hit first.
 fn print_hits_by_function(count_only: &ConfigResult) {
-    if count_only.requests == 0 {
+    let requests = count_only.samples.iter().map(|s| s.requests).sum();
+    if requests == 0 {
         return;
     }
-    let rows = hits_by_function(&count_only.calls_by_function, count_only.requests, 0.05);
+    let rows = hits_by_function(&count_only.calls_by_function, requests, 0.05);
     println!("count-only hits per request by function (>= 0.05; all runs):");
     for (symbol, per_request) in rows {
         println!("  {per_request:>6.2}  {symbol}");
